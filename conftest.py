@@ -1,0 +1,135 @@
+"""Shared test fixtures: one Spark session for the whole run, isolated local engines per test.
+
+- Every test runs local-only: the learner's `.env` and any service keys in the environment are
+  hidden, except for tests marked `cloud`, which skip with a clear reason when the service they
+  name has no credentials.
+- The work root is a temporary directory for the session, so tests never touch `.work/`.
+- `spark` is session-scoped (a cold start costs 10-20 s on 2 cores); `workdir` and
+  `snowflake_local` are per test.
+- `pattern_run(pattern_id)` runs a pattern's `main()` once per session and caches the outcome, so
+  the smoke test and a pattern's own tests share one run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from expert.runtime.config import SERVICES, load_settings
+from expert.runtime.report import RunReport
+
+SERVICE_KEYS = sorted({key for spec in SERVICES for key in spec.keys})
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not os.environ.get("EXPERT_WORK_ROOT"):
+        root = Path(config.rootpath) / ".work" / "_pytest"
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+        os.environ["EXPERT_WORK_ROOT"] = str(root)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip `cloud` tests whose service has no credentials (read from `.env` and the environment)."""
+    settings = None
+    for item in items:
+        marker = item.get_closest_marker("cloud")
+        if marker is None:
+            continue
+        if settings is None:
+            try:
+                settings = load_settings()
+            except Exception as exc:
+                item.add_marker(pytest.mark.skip(reason=f"cloud settings are invalid: {exc}"))
+                continue
+        for service in marker.args or ("snowflake",):
+            if not getattr(settings, service).is_cloud:
+                item.add_marker(
+                    pytest.mark.skip(
+                        reason=f"no {service} credentials: set the {service.upper()}_* keys in .env (see .env.example)"
+                    )
+                )
+
+
+@pytest.fixture(autouse=True)
+def _local_only(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hide `.env` and service keys from every test that is not marked `cloud`."""
+    if request.node.get_closest_marker("cloud"):
+        return
+    monkeypatch.setenv("EXPERT_ENV_FILE", os.devnull)
+    for key in SERVICE_KEYS:
+        monkeypatch.delenv(key, raising=False)
+
+
+@pytest.fixture(scope="session")
+def spark():  # type: ignore[no-untyped-def]
+    """The one SparkSession of the test run, with every optional connector the patterns use."""
+    from expert.runtime.config import SPARK as SPARK_SPEC
+    from expert.runtime.config import ServiceConfig
+    from expert.runtime.pattern import curriculum
+    from expert.runtime.spark import get_spark
+
+    features = sorted({f for m in curriculum() for f in m.spark_features})
+    return get_spark(features, config=ServiceConfig(SPARK_SPEC, "local"))
+
+
+@pytest.fixture
+def workdir(request: pytest.FixtureRequest) -> Path:
+    """A fresh directory for this test under the session's work root."""
+    from expert.runtime.workdir import pattern_workdir
+
+    return pattern_workdir("tests", re.sub(r"[^A-Za-z0-9_]+", "_", request.node.name)[:80])
+
+
+@pytest.fixture
+def snowflake_local(workdir: Path) -> Iterator:
+    """A local Snowflake session (fakesnow) with its databases in this test's workdir."""
+    from expert.runtime.config import SNOWFLAKE, resolve_service
+    from expert.runtime.snowflake import snowflake_session
+
+    with snowflake_session(resolve_service(SNOWFLAKE, {}), db_path=workdir / "snowflake") as session:
+        yield session
+
+
+def require_tool(name: str) -> str:
+    """The path of an external tool; skips the test without it, unless CI demands every tool."""
+    path = shutil.which(name) or str(Path(__file__).parent / ".cache" / "bin" / name)
+    if shutil.which(name) or Path(path).is_file():
+        return path
+    message = f"{name} is not installed (`make tools` installs it)"
+    if os.environ.get("EXPERT_REQUIRE_TOOLS") == "1":
+        pytest.fail(message + "; EXPERT_REQUIRE_TOOLS=1 makes this a failure")
+    pytest.skip(message)
+
+
+@dataclass(frozen=True)
+class PatternOutcome:
+    exit_code: int
+    report: RunReport
+    workdir: Path
+
+
+_PATTERN_RUNS: dict[tuple[str, tuple[str, ...]], PatternOutcome] = {}
+
+
+@pytest.fixture
+def pattern_run(spark, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """Run a pattern's `main()` (once per session for the same arguments) and return its outcome."""
+    from expert.runtime.pattern import REPORTS, load_module, select_patterns
+    from expert.runtime.workdir import work_root
+
+    def run(pattern_id: str, *argv: str) -> PatternOutcome:
+        key = (pattern_id, argv)
+        if key not in _PATTERN_RUNS:
+            (meta,) = select_patterns(pattern_id)
+            code = load_module(meta).main(["--quiet", *argv])
+            _PATTERN_RUNS[key] = PatternOutcome(code, REPORTS[-1], work_root() / meta.track / meta.stem)
+        return _PATTERN_RUNS[key]
+
+    return run

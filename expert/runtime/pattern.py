@@ -1,0 +1,286 @@
+"""The harness every pattern's `main()` runs in, and the curriculum it belongs to.
+
+Why: each script should contain its pattern and nothing else. The harness gives it the parsed
+common arguments (`--rows`, `--seed`, `--quiet`), the settings, a fresh workdir, the narrator,
+lazy access to the shared Spark and Snowflake sessions, and `check()` for invariants. It turns
+a broken invariant into exit code 1 and a setup problem into exit code 2 with a plain message,
+and leaves a `RunReport` behind for `expert run` and the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import sys
+import time
+import tomllib
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from expert import PROJECT_ROOT
+from expert.runtime.config import Settings, load_settings
+from expert.runtime.errors import ExpertError, InvariantError
+from expert.runtime.narrate import Narrator
+from expert.runtime.report import Check, Figure, RunReport
+from expert.runtime.workdir import pattern_workdir
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from expert.runtime.snowflake import SnowflakeSession
+
+CURRICULUM_FILE = Path(__file__).resolve().parent.parent / "curriculum.toml"
+
+
+@dataclass(frozen=True)
+class PatternMeta:
+    """One pattern as the curriculum describes it."""
+
+    track: str
+    number: int
+    slug: str
+    title: str
+    minutes: int
+    objectives: tuple[str, ...]
+    needs: tuple[str, ...]
+    spark_features: tuple[str, ...]
+    local: tuple[str, ...]
+    cloud: tuple[str, ...]
+
+    @property
+    def id(self) -> str:
+        return f"{self.track}/{self.number:02d}"
+
+    @property
+    def stem(self) -> str:
+        return f"{self.number:02d}_{self.slug}"
+
+    @property
+    def path(self) -> Path:
+        return PROJECT_ROOT / "expert" / self.track / f"{self.stem}.py"
+
+    @property
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+
+@cache
+def curriculum() -> tuple[PatternMeta, ...]:
+    """Every pattern, in learning order (track order from the file, then number)."""
+    data = tomllib.loads(CURRICULUM_FILE.read_text())
+    tracks: list[str] = data["tracks"]
+    patterns = [
+        PatternMeta(
+            track=p["track"],
+            number=int(p["number"]),
+            slug=p["slug"],
+            title=p["title"],
+            minutes=int(p["minutes"]),
+            objectives=tuple(p["objectives"]),
+            needs=tuple(p["needs"]),
+            spark_features=tuple(p.get("spark_features", ())),
+            local=tuple(p.get("local", ())),
+            cloud=tuple(p.get("cloud", ())),
+        )
+        for p in data["pattern"]
+    ]
+    return tuple(sorted(patterns, key=lambda m: (tracks.index(m.track), m.number)))
+
+
+def tracks() -> tuple[str, ...]:
+    return tuple(dict.fromkeys(m.track for m in curriculum()))
+
+
+def select_patterns(selector: str) -> list[PatternMeta]:
+    """`all`, a track (`snowflake`), or one pattern (`snowflake/02`, `snowflake/2`, `snowflake/02_cost_optimization`)."""
+    selector = selector.strip().strip("/")
+    if selector in ("", "all"):
+        return list(curriculum())
+    if selector in tracks():
+        return [m for m in curriculum() if m.track == selector]
+    track, _, rest = selector.partition("/")
+    number = rest.split("_", 1)[0]
+    for meta in curriculum():
+        if meta.track == track and number.isdigit() and int(number) == meta.number:
+            return [meta]
+    known = ", ".join(["all", *tracks(), *(m.id for m in curriculum())])
+    raise ExpertError(f"unknown pattern {selector!r}", f"choose one of: {known}")
+
+
+def meta_for_file(path: str | Path) -> PatternMeta:
+    resolved = Path(path).resolve()
+    for meta in curriculum():
+        if meta.path == resolved:
+            return meta
+    raise ExpertError(f"{resolved} is not listed in {CURRICULUM_FILE.name}", "add it to the curriculum")
+
+
+def load_module(meta: PatternMeta) -> ModuleType:
+    """Import a numbered script (not importable by name) without running it."""
+    name = f"expert_pattern_{meta.track}_{meta.stem}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, meta.path)
+    if spec is None or spec.loader is None:
+        raise ExpertError(f"cannot load {meta.path}", "check the file exists")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+REPORTS: list[RunReport] = []
+"""Reports of the runs made in this process, oldest first (read by `expert run` and tests)."""
+
+
+@dataclass
+class PatternRun:
+    """What a pattern's body receives: its arguments, state and the shared engines."""
+
+    meta: PatternMeta
+    args: argparse.Namespace
+    settings: Settings
+    workdir: Path
+    narrator: Narrator
+    report: RunReport
+    _snowflake_sessions: list[SnowflakeSession] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return int(self.args.rows)
+
+    @property
+    def seed(self) -> int:
+        return int(self.args.seed)
+
+    @property
+    def spark(self) -> SparkSession:
+        """The process's shared Spark session (started on first use)."""
+        from expert.runtime.spark import get_spark
+
+        return get_spark(self.meta.spark_features, config=self.settings.spark)
+
+    @contextlib.contextmanager
+    def snowflake(self, database: str = "EXPERT", schema: str = "PUBLIC") -> Iterator[SnowflakeSession]:
+        """A Snowflake session; locally its database files live in this run's workdir."""
+        from expert.runtime.snowflake import snowflake_session
+
+        with snowflake_session(
+            self.settings.snowflake,
+            db_path=self.workdir / "snowflake",
+            database=database,
+            schema=schema,
+            narrator=self.narrator,
+        ) as session:
+            self._snowflake_sessions.append(session)
+            try:
+                yield session
+            finally:
+                self.report.cloud_only.extend(r.sql for r in session.ledger if not r.executed)
+
+    def step(self, title: str) -> None:
+        self.narrator.step(title)
+
+    def say(self, text: str) -> None:
+        self.narrator.say(text)
+
+    def note(self, text: str) -> None:
+        self.narrator.note(text)
+
+    def table(self, rows: Any, *, title: str = "", columns: Sequence[str] | None = None, max_rows: int = 10) -> None:
+        self.narrator.table(rows, title=title, columns=columns, max_rows=max_rows)
+
+    def figure(self, label: str, value: float | str, unit: str = "", *, how: str = "", key: bool = False) -> Figure:
+        """Record and print a computed figure (`key=True` puts it in the summary table)."""
+        fig = Figure(label, value, unit, how, key)
+        self.report.figures.append(fig)
+        self.narrator.figure(fig)
+        return fig
+
+    def check(self, name: str, condition: bool, detail: str = "") -> None:
+        """Verify an invariant; a false one stops the pattern with exit code 1."""
+        result = Check(name, bool(condition), detail)
+        self.report.checks.append(result)
+        self.narrator.check(result)
+        if not condition:
+            raise InvariantError(name, detail or "condition was false")
+
+    def cloud_only_step(self, kind: str, text: str, reason: str) -> None:
+        """Record a non-Snowflake step that only runs against a real service (a job deploy, a REST call)."""
+        self.report.cloud_only.append(f"[{kind}] {text.strip().splitlines()[0]}")
+        self.narrator.cloud_only(f"[{kind}] {text}", reason, executed=False)
+
+
+def base_parser(meta: PatternMeta, default_rows: int) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=f"python expert/{meta.track}/{meta.stem}.py",
+        description=meta.title,
+    )
+    parser.add_argument("--rows", type=int, default=default_rows, help=f"data size knob (default {default_rows:,})")
+    parser.add_argument("--seed", type=int, default=42, help="generator seed (default 42)")
+    parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    return parser
+
+
+def run_pattern(
+    file: str,
+    argv: Sequence[str] | None,
+    body: Callable[[PatternRun], None],
+    *,
+    default_rows: int = 10_000,
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> int:
+    """Parse arguments, prepare the run, execute `body`, print the proof, return the exit code."""
+    meta = meta_for_file(file)
+    parser = base_parser(meta, default_rows)
+    if add_arguments:
+        add_arguments(parser)
+    args = parser.parse_args(argv)
+    narrator = Narrator(quiet=args.quiet)
+    report = RunReport(meta.id, meta.title)
+    REPORTS.append(report)
+    started = time.perf_counter()
+    try:
+        settings = load_settings()
+        workdir = pattern_workdir(meta.track, meta.stem)
+        narrator.header(f"{meta.id} · {meta.title}", _modes_line(meta, settings))
+        run = PatternRun(meta, args, settings, workdir, narrator, report)
+        body(run)
+        report.exit_code = 0
+    except InvariantError as exc:
+        report.exit_code, report.error = exc.exit_code, f"invariant broken: {exc}"
+        narrator.error(f"invariant broken — {exc.name}", exc.detail)
+    except ExpertError as exc:
+        report.exit_code, report.error = exc.exit_code, exc.message
+        narrator.error(exc.message, exc.fix)
+    except KeyboardInterrupt:
+        report.exit_code, report.error = 130, "interrupted"
+        narrator.error("interrupted", "rerun the pattern: it starts from a clean workdir")
+    except Exception as exc:
+        report.exit_code, report.error = 1, f"{type(exc).__name__}: {exc}".splitlines()[0]
+        traceback.print_exc(limit=6)
+        narrator.error(
+            f"unexpected {type(exc).__name__} in {meta.id}", "this is a bug in the pattern: please report it"
+        )
+    report.seconds = time.perf_counter() - started
+    narrator.summary(report)
+    return int(report.exit_code)
+
+
+def _modes_line(meta: PatternMeta, settings: Settings) -> str:
+    services = {
+        "spark": settings.spark,
+        "snowflake": settings.snowflake,
+        "kafka": settings.kafka,
+        "mlflow": settings.mlflow,
+    }
+    parts = [f"{name}: {services[name].mode}" for name in meta.needs if name in services]
+    if "spark" in meta.needs and not settings.databricks.is_cloud:
+        parts.append("databricks workspace: not configured (workspace steps are shown, not run)")
+    return " · ".join(parts)

@@ -1,0 +1,230 @@
+"""The one Snowflake session factory: the local engine by default, a real account when configured.
+
+Local mode runs fakesnow (DuckDB) with a persistent `db_path` in the run's workdir, under the
+real `snowflake-connector-python` API: `snowflake.connector.connect` and `write_pandas` are called
+through their modules, exactly as against an account, so the same code runs in both modes.
+
+Statements the local engine cannot execute (warehouses, roles and grants, policies, streams,
+tasks, time travel, ...) are never silently dropped: a pattern issues them through
+`SnowflakeSession.cloud_only(definition)`, which executes them on a real account and, locally,
+records them with the reason they cannot run. That record (`ledger`) is what the narration
+shows and what tests assert on. Every statement issued either way also lands in `audit`,
+the session's local audit trail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import snowflake.connector
+import snowflake.connector.pandas_tools
+
+from expert.runtime.config import Mode, ServiceConfig
+from expert.runtime.errors import ExpertError
+from expert.runtime.narrate import Narrator
+from expert.runtime.snowflake_ddl import CloudStatement
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from snowflake.connector.cursor import SnowflakeCursor
+
+DEFAULT_LOGIN_TIMEOUT_S = 20
+
+# fakesnow's Arrow fetch path warns on every pandas fetch; the copy it mentions is harmless here.
+warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning)
+
+
+@dataclass(frozen=True)
+class CloudOnlyRecord:
+    """One account-level statement: what it was, why it exists, and whether it ran."""
+
+    kind: str
+    sql: str
+    reason: str
+    purpose: str
+    executed: bool
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One statement this session issued (the local twin of ACCESS_HISTORY / QUERY_HISTORY)."""
+
+    seq: int
+    sql: str
+    category: str
+    ok: bool
+    seconds: float
+    rows: int | None = None
+
+
+@dataclass
+class SnowflakeSession:
+    """A connection plus the cloud-only ledger and the audit trail of everything issued."""
+
+    connection: Any
+    mode: Mode
+    database: str
+    schema: str
+    narrator: Narrator | None = None
+    ledger: list[CloudOnlyRecord] = field(default_factory=list)
+    audit: list[AuditEntry] = field(default_factory=list)
+
+    @property
+    def is_local(self) -> bool:
+        return self.mode == "local"
+
+    def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> SnowflakeCursor:
+        """Run a statement for real (both modes) and add it to the audit trail."""
+        started = time.perf_counter()
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute(sql, params)
+        except Exception:
+            self._audit(sql, "query", ok=False, started=started)
+            raise
+        self._audit(sql, "query", ok=True, started=started, rows=cursor.rowcount)
+        return cursor
+
+    def fetch(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Rows as dicts keyed by upper-case column name (Snowflake's default casing)."""
+        cursor = self.execute(sql, params)
+        names = [d[0].upper() for d in cursor.description or ()]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def scalar(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> Any:
+        row = self.execute(sql, params).fetchone()
+        return None if row is None else row[0]
+
+    def fetch_df(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> pd.DataFrame:
+        """A pandas DataFrame through the connector's Arrow path (`fetch_pandas_all`)."""
+        return self.execute(sql, params).fetch_pandas_all()
+
+    def write_pandas(
+        self, df: pd.DataFrame, table: str, *, overwrite: bool = False, auto_create_table: bool = True
+    ) -> int:
+        """Bulk-load a DataFrame with the connector's `write_pandas` (a stage + COPY INTO in the cloud)."""
+        started = time.perf_counter()
+        success, _chunks, rows, _ = snowflake.connector.pandas_tools.write_pandas(
+            self.connection,
+            df,
+            table,
+            auto_create_table=auto_create_table,
+            overwrite=overwrite,
+            quote_identifiers=False,
+        )
+        self._audit(f"write_pandas -> {table} ({len(df)} rows)", "load", ok=bool(success), started=started, rows=rows)
+        if not success:
+            raise ExpertError(f"write_pandas into {table} reported failure", "see the audit trail")
+        return int(rows)
+
+    def cloud_only(self, statement: CloudStatement, purpose: str = "") -> CloudOnlyRecord:
+        """Execute an account-level statement in the cloud; locally, record it and say why not."""
+        sql = statement.to_sql()
+        if self.is_local:
+            record = CloudOnlyRecord(statement.kind, sql, statement.local_reason, purpose, executed=False)
+            self._audit(sql, "cloud-only (recorded)", ok=True, started=time.perf_counter())
+        else:
+            self.execute(sql)
+            record = CloudOnlyRecord(statement.kind, sql, "", purpose, executed=True)
+        self.ledger.append(record)
+        if self.narrator:
+            self.narrator.cloud_only(sql, record.reason, record.executed)
+        return record
+
+    def _audit(self, sql: str, category: str, *, ok: bool, started: float, rows: int | None = None) -> None:
+        seconds = time.perf_counter() - started
+        self.audit.append(AuditEntry(len(self.audit) + 1, sql.strip(), category, ok, seconds, rows))
+
+
+def _cloud_kwargs(config: ServiceConfig, database: str, schema: str) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "account": config.get("SNOWFLAKE_ACCOUNT"),
+        "user": config.get("SNOWFLAKE_USER"),
+        "database": database,
+        "schema": schema,
+        "login_timeout": int(config.get("SNOWFLAKE_LOGIN_TIMEOUT") or DEFAULT_LOGIN_TIMEOUT_S),
+        "network_timeout": int(config.get("SNOWFLAKE_LOGIN_TIMEOUT") or DEFAULT_LOGIN_TIMEOUT_S) * 3,
+        "session_parameters": {"QUERY_TAG": "lakehouse-expert-patterns"},
+        "client_session_keep_alive": False,
+    }
+    for key, arg in (("SNOWFLAKE_ROLE", "role"), ("SNOWFLAKE_WAREHOUSE", "warehouse"), ("SNOWFLAKE_HOST", "host")):
+        if config.get(key):
+            kwargs[arg] = config.get(key)
+    if config.get("SNOWFLAKE_PORT"):
+        kwargs["port"] = int(config.get("SNOWFLAKE_PORT") or 443)
+    if config.get("SNOWFLAKE_PROTOCOL"):
+        kwargs["protocol"] = config.get("SNOWFLAKE_PROTOCOL")
+    key_file = config.get("SNOWFLAKE_PRIVATE_KEY_FILE")
+    password = config.secret("SNOWFLAKE_PASSWORD")
+    if key_file:
+        kwargs["authenticator"] = "SNOWFLAKE_JWT"
+        kwargs["private_key_file"] = key_file
+        if (pwd := config.secret("SNOWFLAKE_PRIVATE_KEY_FILE_PWD")) is not None:
+            kwargs["private_key_file_pwd"] = pwd.reveal()
+    elif config.get("SNOWFLAKE_AUTHENTICATOR"):
+        kwargs["authenticator"] = config.get("SNOWFLAKE_AUTHENTICATOR")
+        if password is not None:
+            kwargs["password"] = password.reveal()
+    elif password is not None:
+        kwargs["password"] = password.reveal()
+    return kwargs
+
+
+def connect_cloud(config: ServiceConfig, database: str, schema: str) -> Any:
+    """The real connector against an account; a failure becomes one plain message, within seconds."""
+    kwargs = _cloud_kwargs(config, database, schema)
+    target = config.get("SNOWFLAKE_HOST") or f"{kwargs['account']}.snowflakecomputing.com"
+    try:
+        return snowflake.connector.connect(**kwargs)
+    except snowflake.connector.errors.Error as exc:
+        message = str(getattr(exc, "msg", "") or exc).splitlines()[0]
+        raise ExpertError(
+            f"could not connect to Snowflake at {target} as {kwargs['user']}: {message}",
+            "check SNOWFLAKE_ACCOUNT / SNOWFLAKE_HOST, the credentials and your network; "
+            "or remove the SNOWFLAKE_* keys from .env to use the local engine",
+        ) from None
+
+
+@contextlib.contextmanager
+def snowflake_session(
+    config: ServiceConfig,
+    *,
+    db_path: Path,
+    database: str = "EXPERT",
+    schema: str = "PUBLIC",
+    narrator: Narrator | None = None,
+) -> Iterator[SnowflakeSession]:
+    """Open a session in the configured mode, creating `database.schema` if needed.
+
+    Locally, databases are DuckDB files under `db_path`, so a second session on the same path sees
+    the first one's tables (as a second connection to an account would).
+    """
+    if config.is_cloud:
+        database = config.get("SNOWFLAKE_DATABASE") or database
+        schema = config.get("SNOWFLAKE_SCHEMA") or schema
+        connection = connect_cloud(config, database, schema)
+        try:
+            session = SnowflakeSession(connection, "cloud", database, schema, narrator)
+            session.execute(f"CREATE DATABASE IF NOT EXISTS {database}")
+            session.execute(f"CREATE SCHEMA IF NOT EXISTS {database}.{schema}")
+            session.execute(f"USE SCHEMA {database}.{schema}")
+            yield session
+        finally:
+            connection.close()
+        return
+
+    import fakesnow
+
+    db_path.mkdir(parents=True, exist_ok=True)
+    with fakesnow.patch(db_path=db_path):
+        connection = snowflake.connector.connect(database=database, schema=schema)
+        try:
+            yield SnowflakeSession(connection, "local", database, schema, narrator)
+        finally:
+            connection.close()

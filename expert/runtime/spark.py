@@ -1,0 +1,265 @@
+"""The one Spark/Delta session builder: local by default, a cluster or Spark Connect when configured.
+
+Why one builder: every script pasting its own `SparkSession.builder` is how version drift and
+slow tests start. This one is tuned for a 2-core laptop (UI off, few shuffle partitions, small
+Delta snapshot partitions, loopback only), resolves the Delta jars through
+`configure_spark_with_delta_pip` on first use and remembers the resolved jar list so later runs
+start without Ivy (and offline). `getOrCreate` semantics: a whole curriculum run starts the JVM
+once. `SPARK_REMOTE` (Spark Connect, the protocol of Databricks Connect and serverless) and a
+`spark://` master in `SPARK_MASTER` are honoured for remote clusters.
+
+The JVM's console output goes to a log file under the work root, so a learner sees the pattern's
+narration rather than log4j warnings; on a failed start the log is read to say what went wrong.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from expert import PROJECT_ROOT
+from expert.runtime.config import ServiceConfig, load_settings
+from expert.runtime.errors import ExpertError
+from expert.runtime.workdir import shared_dir
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+SUPPORTED_JAVA = (17, 21)
+"""Java releases Spark 4.x is built and tested for."""
+
+
+def spark_version() -> str:
+    from importlib.metadata import version
+
+    return version("pyspark")
+
+
+def feature_packages(features: Iterable[str]) -> list[str]:
+    """Maven coordinates for optional Spark features, matched to the installed pyspark."""
+    known = {"kafka": f"org.apache.spark:spark-sql-kafka-0-10_2.13:{spark_version()}"}
+    unknown = sorted(set(features) - set(known))
+    if unknown:
+        raise ExpertError(f"unknown Spark feature(s): {', '.join(unknown)}", f"use one of: {', '.join(known)}")
+    return [known[f] for f in sorted(set(features))]
+
+
+@dataclass(frozen=True)
+class JavaRuntime:
+    executable: str
+    version: str
+    major: int
+
+
+def java_runtime() -> JavaRuntime:
+    """Find the Java that Spark will use (JAVA_HOME first, like spark-submit) and check it."""
+    java_home = os.environ.get("JAVA_HOME")
+    executable = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
+    if not executable or not Path(executable).exists():
+        raise ExpertError(
+            "Java was not found" + (f" at JAVA_HOME={java_home}" if java_home else " on PATH"),
+            "install a JDK 17 or 21 (Debian/Ubuntu: sudo apt-get install openjdk-17-jdk-headless) "
+            "and make sure `java -version` works, or set JAVA_HOME to it",
+        )
+    try:
+        out = subprocess.run([executable, "-version"], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ExpertError(f"could not run {executable} -version: {exc}", "reinstall the JDK") from exc
+    match = re.search(r'version "([^"]+)"', out.stderr + out.stdout)
+    if not match:
+        raise ExpertError(f"{executable} did not report a version", "reinstall a JDK 17 or 21")
+    version = match.group(1)
+    major = int(version.split(".")[1]) if version.startswith("1.") else int(re.split(r"[.+-]", version)[0])
+    if major < SUPPORTED_JAVA[0]:
+        raise ExpertError(
+            f"Java {version} is too old for Spark {spark_version()} (needs 17 or 21)",
+            "install a JDK 17 or 21 and point JAVA_HOME at it",
+        )
+    return JavaRuntime(executable, version, major)
+
+
+def _cache_dir() -> Path:
+    path = Path(os.environ.get("EXPERT_CACHE_DIR") or PROJECT_ROOT / ".cache")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _jar_list_file(packages: str) -> Path:
+    digest = hashlib.sha256(packages.encode()).hexdigest()[:16]
+    return _cache_dir() / "spark-jars" / f"{digest}.txt"
+
+
+def cached_jars(packages: str) -> list[str] | None:
+    """Jars resolved by an earlier run for exactly these packages, if every file is still there."""
+    listing = _jar_list_file(packages)
+    if not listing.is_file():
+        return None
+    lines = listing.read_text().splitlines()
+    if not lines or lines[0] != packages:
+        return None
+    jars = lines[1:]
+    return jars if jars and all(Path(j.removeprefix("file:")).is_file() for j in jars) else None
+
+
+def _remember_jars(packages: str, spark_jars: str) -> None:
+    jars = [j for j in spark_jars.split(",") if j]
+    if jars:
+        listing = _jar_list_file(packages)
+        listing.parent.mkdir(parents=True, exist_ok=True)
+        listing.write_text("\n".join([packages, *jars]) + "\n")
+
+
+@contextlib.contextmanager
+def _console_to(log_path: Path) -> Iterator[None]:
+    """Send the JVM's stdout/stderr (inherited file descriptors) to a log file while it starts."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with log_path.open("ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+_started_features: frozenset[str] | None = None
+
+
+def local_conf(cores: int | None = None) -> dict[str, str]:
+    """The local tuning: small, loopback-only, UTC, Delta SQL extension and catalog."""
+    cores = cores or os.cpu_count() or 2
+    partitions = str(max(2, min(cores, 8)))
+    warehouse = shared_dir("spark-warehouse")
+    return {
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.driver.host": "127.0.0.1",
+        "spark.driver.bindAddress": "127.0.0.1",
+        "spark.driver.memory": os.environ.get("EXPERT_SPARK_DRIVER_MEMORY", "4g"),
+        "spark.driver.extraJavaOptions": "-Duser.timezone=UTC -XX:+UseParallelGC",
+        "spark.sql.shuffle.partitions": partitions,
+        "spark.default.parallelism": partitions,
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.warehouse.dir": str(warehouse),
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.databricks.delta.snapshotPartitions": partitions,
+        "spark.sql.streaming.forceDeleteTempCheckpointLocation": "true",
+        "spark.log.level": "WARN",
+    }
+
+
+def get_spark(
+    features: Iterable[str] = (),
+    *,
+    config: ServiceConfig | None = None,
+    app_name: str = "lakehouse-expert-patterns",
+) -> SparkSession:
+    """Return the process's Spark session, starting it on first call.
+
+    `features` names optional connectors the caller needs (e.g. "kafka"); the first call decides
+    the jar set for the process, so `expert run` asks for the union of what its patterns need.
+    """
+    global _started_features
+    wanted = frozenset(features)
+    config = config or load_settings().spark
+    if config.is_cloud and config.get("SPARK_REMOTE"):
+        return _remote_session(config.get("SPARK_REMOTE") or "", app_name)
+
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None and _started_features is not None:
+        missing = wanted - _started_features
+        if missing:
+            raise ExpertError(
+                f"this process's Spark session was started without {', '.join(sorted(missing))}",
+                "run the pattern on its own, or through `expert run`, which starts Spark with every "
+                "feature its patterns need",
+            )
+        return active
+
+    java_runtime()
+    from delta import configure_spark_with_delta_pip
+
+    master = config.get("SPARK_MASTER") if config.is_cloud else None
+    builder = SparkSession.builder.master(master or "local[*]").appName(app_name)
+    for key, value in local_conf().items():
+        builder = builder.config(key, value)
+    builder = configure_spark_with_delta_pip(builder, extra_packages=feature_packages(wanted))
+    packages = builder._options.get("spark.jars.packages", "")
+    jars = cached_jars(packages)
+    if jars:
+        builder = builder.config("spark.jars.packages", "").config("spark.jars", ",".join(jars))
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    log_path = spark_log_path()
+    try:
+        with _console_to(log_path):
+            spark = builder.getOrCreate()
+    except Exception as exc:
+        raise _start_failure(exc, log_path, packages, first_run=jars is None) from None
+    if jars is None:
+        _remember_jars(packages, spark.conf.get("spark.jars", ""))
+    _started_features = wanted
+    return spark
+
+
+def spark_log_path() -> Path:
+    return shared_dir("logs") / "spark-driver.log"
+
+
+def _start_failure(exc: Exception, log_path: Path, packages: str, *, first_run: bool) -> ExpertError:
+    log = log_path.read_text(errors="replace")[-20000:] if log_path.exists() else ""
+    if "unresolved dependency" in log.lower() or "UNRESOLVED DEPENDENCIES" in log:
+        return ExpertError(
+            f"Spark could not download its packages ({packages}) from Maven Central",
+            "the first run needs network access to Maven Central (later runs reuse "
+            f"the jars offline); check your connection or proxy, then retry. JVM log: {log_path}",
+        )
+    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return ExpertError(
+        f"Spark did not start: {detail}",
+        f"run `expert doctor`; the JVM log is {log_path}"
+        + (" (first run: Spark resolves Delta jars from Maven Central)" if first_run else ""),
+    )
+
+
+def _remote_session(url: str, app_name: str) -> SparkSession:
+    from pyspark.sql import SparkSession
+
+    try:
+        return SparkSession.builder.remote(url).appName(app_name).getOrCreate()
+    except Exception as exc:
+        raise ExpertError(
+            f"could not reach the Spark Connect server at SPARK_REMOTE={url}: {str(exc).splitlines()[0]}",
+            "start the server (or check the URL), or unset SPARK_REMOTE to run Spark locally",
+        ) from None
+
+
+def stop_spark() -> None:
+    """Stop the process's session (the CLI does this once, at the very end)."""
+    global _started_features
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        active.stop()
+    _started_features = None

@@ -1,0 +1,76 @@
+"""The `expert` CLI: list, run selection and errors, doctor."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from expert import PROJECT_ROOT
+from expert.cli import main
+from expert.runtime.errors import ExpertError
+from expert.runtime.pattern import curriculum, select_patterns
+
+
+def test_list_shows_all_ten_patterns_with_status(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for meta in curriculum():
+        assert meta.id in out
+    assert "databricks track" in out and "integration track" in out
+    assert f"{sum(m.exists for m in curriculum())} of 10 patterns ready" in out
+
+
+@pytest.mark.parametrize(
+    ("selector", "ids"),
+    [
+        ("snowflake", ["snowflake/01", "snowflake/02", "snowflake/03"]),
+        ("snowflake/2", ["snowflake/02"]),
+        ("integration/03_ml_platform", ["integration/03"]),
+        ("databricks/01/", ["databricks/01"]),
+    ],
+)
+def test_run_selectors(selector: str, ids: list[str]) -> None:
+    assert [m.id for m in select_patterns(selector)] == ids
+    assert len(select_patterns("all")) == 10
+
+
+def test_unknown_pattern_is_one_plain_message_and_exit_2() -> None:
+    with pytest.raises(ExpertError, match="unknown pattern 'databricks/07'"):
+        select_patterns("databricks/07")
+    result = subprocess.run(
+        [sys.executable, "-m", "expert", "run", "databricks/07"],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "error: unknown pattern 'databricks/07'" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_half_set_credentials_stop_the_cli_with_the_missing_keys(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    env_file = tmp_path / ".env"
+    env_file.write_text("SNOWFLAKE_ACCOUNT=acct\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "expert", "doctor", "--quick"],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        timeout=120,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "EXPERT_ENV_FILE": str(env_file), "HOME": str(tmp_path), "COLUMNS": "200"},
+    )
+    assert result.returncode == 1
+    assert "SNOWFLAKE_USER" in result.stdout and "FAIL" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_doctor_passes_on_this_machine(spark, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "spark + delta" in out and "time travel ok" in out
+    assert "write_pandas + query ok" in out

@@ -1,0 +1,84 @@
+"""The curriculum is data: metadata and files agree, and every script has the required shape."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from expert import PROJECT_ROOT
+from expert.runtime.pattern import PatternMeta, curriculum, load_module, tracks
+
+SCRIPTS = sorted((PROJECT_ROOT / "expert").glob("*/[0-9][0-9]_*.py"))
+WRITTEN = [m for m in curriculum() if m.exists]
+
+
+def test_ten_patterns_in_three_tracks_in_order() -> None:
+    assert tracks() == ("databricks", "snowflake", "integration")
+    assert [m.id for m in curriculum()] == [
+        "databricks/01", "databricks/02", "databricks/03",
+        "snowflake/01", "snowflake/02", "snowflake/03",
+        "integration/01", "integration/02", "integration/03", "integration/04",
+    ]  # fmt: skip
+
+
+def test_numbering_has_no_gaps_and_slugs_are_unique() -> None:
+    for track in tracks():
+        numbers = [m.number for m in curriculum() if m.track == track]
+        assert numbers == list(range(1, len(numbers) + 1)), f"{track}: {numbers}"
+    assert len({(m.track, m.slug) for m in curriculum()}) == len(curriculum())
+
+
+def test_every_script_is_in_the_curriculum() -> None:
+    listed = {m.path for m in curriculum()}
+    assert not [s for s in SCRIPTS if s not in listed], "scripts missing from curriculum.toml"
+
+
+def test_metadata_is_complete() -> None:
+    for meta in curriculum():
+        assert meta.title and meta.objectives and meta.minutes > 0, meta.id
+        assert set(meta.needs) <= {"spark", "snowflake", "kafka", "mlflow"}, meta.id
+        assert meta.local and meta.cloud, meta.id
+
+
+def test_every_track_has_a_readme_once_it_has_a_script() -> None:
+    for track in {m.track for m in WRITTEN}:
+        assert (PROJECT_ROOT / "expert" / track / "README.md").is_file(), track
+
+
+@pytest.mark.parametrize("meta", WRITTEN, ids=lambda m: m.id)
+def test_script_shape(meta: PatternMeta) -> None:
+    tree = ast.parse(meta.path.read_text())
+    docstring = ast.get_docstring(tree)
+    assert docstring and len(docstring.splitlines()) >= 5, "module docstring with objectives and how to run"
+    assert f"python expert/{meta.track}/{meta.stem}.py" in docstring, "docstring says how to run it"
+    mains = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "main"]
+    assert mains, "a main() function"
+    main = mains[0]
+    assert [a.arg for a in main.args.args] == ["argv"], "main(argv)"
+    assert ast.unparse(main.returns) == "int", "main(...) -> int"
+    guard = tree.body[-1]
+    assert isinstance(guard, ast.If) and "__name__" in ast.unparse(guard.test), "main guard last"
+    assert "raise SystemExit(main())" in ast.unparse(guard)
+    test_file = PROJECT_ROOT / "tests" / meta.track / f"test_{meta.stem}.py"
+    assert test_file.is_file(), f"its own test file {test_file.relative_to(PROJECT_ROOT)}"
+
+
+@pytest.mark.parametrize("meta", WRITTEN, ids=lambda m: m.id)
+def test_importing_a_script_does_nothing(meta: PatternMeta, capfd: pytest.CaptureFixture[str]) -> None:
+    from pyspark.sql import SparkSession
+
+    had_session = SparkSession.getActiveSession() is not None
+    module = load_module(meta)
+    assert callable(module.main)
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")
+    assert (SparkSession.getActiveSession() is not None) == had_session
+
+
+def test_test_files_belong_to_scripts() -> None:
+    stems = {f"test_{m.stem}.py" for m in curriculum()}
+    for path in (PROJECT_ROOT / "tests").glob("*/test_[0-9][0-9]_*.py"):
+        assert path.name in stems, f"{path} tests no pattern in the curriculum"
+        assert Path(path.parent.name) in {Path(t) for t in tracks()}
