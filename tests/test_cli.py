@@ -13,7 +13,12 @@ from expert.runtime.errors import ExpertError
 from expert.runtime.pattern import curriculum, select_patterns
 
 
-def test_list_shows_all_ten_patterns_with_status(capsys: pytest.CaptureFixture[str]) -> None:
+def test_list_shows_all_ten_patterns_with_status(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from expert import cli
+
+    monkeypatch.setattr(cli.console, "_width", 240)
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     for meta in curriculum():
@@ -69,7 +74,12 @@ def test_half_set_credentials_stop_the_cli_with_the_missing_keys(tmp_path) -> No
     assert "Traceback" not in result.stdout + result.stderr
 
 
-def test_doctor_passes_on_this_machine(spark, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+def test_doctor_passes_on_this_machine(
+    spark, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    from expert import cli
+
+    monkeypatch.setattr(cli.console, "_width", 240)
     assert main(["doctor"]) == 0
     out = capsys.readouterr().out
     assert "spark + delta" in out and "time travel ok" in out
