@@ -35,7 +35,7 @@ $(STAMP):
 	 else echo "error: Java 17 or 21 is required and was not found (Debian/Ubuntu: sudo apt-get install openjdk-17-jdk-headless; or set JAVA_HOME)"; exit 1; fi
 	@echo "Creating $(VENV) and installing the pinned stack (first time only, ~1-2 min)…"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet --upgrade pip==26.3
 	PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	@rm -f $(VENV)/.installed-*
 	@touch $@
