@@ -119,8 +119,12 @@ _PATTERN_RUNS: dict[tuple[str, tuple[str, ...]], PatternOutcome] = {}
 
 
 @pytest.fixture
-def pattern_run(spark, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    """Run a pattern's `main()` (once per session for the same arguments) and return its outcome."""
+def pattern_run(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """Run a pattern's `main()` (once per session for the same arguments) and return its outcome.
+
+    The shared Spark session is started first only for patterns that need Spark, so a
+    Snowflake-only pattern's tests never pay for a JVM.
+    """
     from expert.runtime.pattern import REPORTS, load_module, select_patterns
     from expert.runtime.workdir import work_root
 
@@ -128,6 +132,8 @@ def pattern_run(spark, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-unty
         key = (pattern_id, argv)
         if key not in _PATTERN_RUNS:
             (meta,) = select_patterns(pattern_id)
+            if "spark" in meta.needs:
+                request.getfixturevalue("spark")
             code = load_module(meta).main(["--quiet", *argv])
             _PATTERN_RUNS[key] = PatternOutcome(code, REPORTS[-1], work_root() / meta.track / meta.stem)
         return _PATTERN_RUNS[key]

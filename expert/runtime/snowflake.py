@@ -106,10 +106,21 @@ class SnowflakeSession:
         return self.execute(sql, params).fetch_pandas_all()
 
     def write_pandas(
-        self, df: pd.DataFrame, table: str, *, overwrite: bool = False, auto_create_table: bool = True
+        self,
+        df: pd.DataFrame,
+        table: str,
+        *,
+        overwrite: bool = False,
+        auto_create_table: bool = True,
+        use_logical_type: bool | None = None,
     ) -> int:
-        """Bulk-load a DataFrame with the connector's `write_pandas` (a stage + COPY INTO in the cloud)."""
+        """Bulk-load a DataFrame with the connector's `write_pandas` (a stage + COPY INTO in the cloud).
+
+        `use_logical_type=True` makes the connector stage timestamps as Parquet logical types, which
+        Snowflake needs to load pandas datetimes correctly (left unset, the connector's default).
+        """
         started = time.perf_counter()
+        extra: dict[str, Any] = {} if use_logical_type is None else {"use_logical_type": use_logical_type}
         success, _chunks, rows, _ = snowflake.connector.pandas_tools.write_pandas(
             self.connection,
             df,
@@ -117,6 +128,7 @@ class SnowflakeSession:
             auto_create_table=auto_create_table,
             overwrite=overwrite,
             quote_identifiers=False,
+            **extra,
         )
         self._audit(f"write_pandas -> {table} ({len(df)} rows)", "load", ok=bool(success), started=started, rows=rows)
         if not success:
@@ -135,6 +147,39 @@ class SnowflakeSession:
         self.ledger.append(record)
         if self.narrator:
             self.narrator.cloud_only(sql, record.reason, record.executed)
+        return record
+
+    def cloud_only_fetch(self, statement: CloudStatement, purpose: str = "") -> list[dict[str, Any]] | None:
+        """Like `cloud_only`, for a statement that returns rows (SHOW GRANTS, an ACCOUNT_USAGE query).
+
+        Locally the statement is recorded and `None` comes back (there is nothing to read); in the
+        cloud it runs and its rows come back keyed by upper-case column name.
+        """
+        if self.is_local:
+            self.cloud_only(statement, purpose)
+            return None
+        rows = self.fetch(statement.to_sql())
+        record = CloudOnlyRecord(statement.kind, statement.to_sql(), "", purpose, executed=True)
+        self.ledger.append(record)
+        if self.narrator:
+            self.narrator.cloud_only(record.sql, "", executed=True)
+        return rows
+
+    def recommend(self, statement: CloudStatement, purpose: str, why_not_applied: str) -> CloudOnlyRecord:
+        """Record an account-level change that is shown but never applied automatically.
+
+        For changes a script must not make on a learner's account by itself (attaching a network
+        policy to the account, resuming a scheduled task, failover to another account): locally it
+        is recorded like `cloud_only`; in the cloud it is recorded, not executed, with `why_not_applied`.
+        """
+        if self.is_local:
+            return self.cloud_only(statement, purpose)
+        sql = statement.to_sql()
+        record = CloudOnlyRecord(statement.kind, sql, why_not_applied, purpose, executed=False)
+        self._audit(sql, "recommended (not applied)", ok=True, started=time.perf_counter())
+        self.ledger.append(record)
+        if self.narrator:
+            self.narrator.cloud_only(sql, why_not_applied, executed=False)
         return record
 
     def _audit(self, sql: str, category: str, *, ok: bool, started: float, rows: int | None = None) -> None:
