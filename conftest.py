@@ -3,7 +3,8 @@
 - Every test runs local-only: the learner's `.env` and any service keys in the environment are
   hidden, except for tests marked `cloud`, which skip with a clear reason when the service they
   name has no credentials.
-- The work root is a temporary directory for the session, so tests never touch `.work/`.
+- The work root is a fresh directory per test session (removed at the end), so tests never touch a
+  pattern's `.work/` state and two sessions never clear each other's.
 - `spark` is session-scoped (a cold start costs 10-20 s on 2 cores); `workdir` and
   `snowflake_local` are per test.
 - `pattern_run(pattern_id)` runs a pattern's `main()` once per session and caches the outcome, so
@@ -15,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,14 +27,23 @@ from expert.runtime.config import SERVICES, load_settings
 from expert.runtime.report import RunReport
 
 SERVICE_KEYS = sorted({key for spec in SERVICES for key in spec.keys})
+_OWN_ROOT = pytest.StashKey[Path]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    """Give this test session its own work root, so concurrent sessions never clear each other's state."""
     if not os.environ.get("EXPERT_WORK_ROOT"):
-        root = Path(config.rootpath) / ".work" / "_pytest"
-        shutil.rmtree(root, ignore_errors=True)
-        root.mkdir(parents=True)
+        parent = Path(config.rootpath) / ".work" / "_pytest"
+        parent.mkdir(parents=True, exist_ok=True)
+        root = Path(tempfile.mkdtemp(prefix="session-", dir=parent))
         os.environ["EXPERT_WORK_ROOT"] = str(root)
+        config.stash[_OWN_ROOT] = root
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    root = config.stash.get(_OWN_ROOT, None)
+    if root is not None:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
