@@ -108,11 +108,17 @@ def snowflake_local(workdir: Path) -> Iterator:
         yield session
 
 
-def require_tool(name: str) -> str:
-    """The path of an external tool; skips the test without it, unless CI demands every tool."""
+def require_tool(name: str, *, installed_by_make_tools: bool = True) -> str:
+    """The path of an external tool; skips the test without it, unless CI demands every tool.
+
+    CI (`EXPERT_REQUIRE_TOOLS=1`) can only demand the tools `make tools` installs; a tool it does not
+    install (Terraform: not packaged for Debian, a 5-minute source build) always just skips.
+    """
     path = shutil.which(name) or str(Path(__file__).parent / ".cache" / "bin" / name)
     if shutil.which(name) or Path(path).is_file():
         return path
+    if not installed_by_make_tools:
+        pytest.skip(f"{name} is not installed (optional: `make tools` does not install it)")
     message = f"{name} is not installed (`make tools` installs it)"
     if os.environ.get("EXPERT_REQUIRE_TOOLS") == "1":
         pytest.fail(message + "; EXPERT_REQUIRE_TOOLS=1 makes this a failure")

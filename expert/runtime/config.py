@@ -114,7 +114,7 @@ KAFKA = ServiceSpec(
 MLFLOW = ServiceSpec(
     name="mlflow",
     required=("MLFLOW_TRACKING_URI",),
-    optional=("MLFLOW_REGISTRY_URI",),
+    optional=("MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_REGISTERED_MODEL_NAME"),
     local_means="MLflow tracking and model registry on a SQLite file in the run's workdir",
 )
 SPARK = ServiceSpec(

@@ -222,6 +222,16 @@ class EcommerceWorld:
         age = (EPOCH.year - pd.to_datetime(self.customers["birth_date"]).dt.year).to_numpy()
         return rng.normal(0, 1, len(age)) + seg_boost.to_numpy() - (age - 45) / 40
 
+    @property
+    def purchase_propensity(self) -> pd.Series:
+        """The hidden propensity by customer_id: ground truth for evaluation and simulation, never a feature.
+
+        Why public: an ML pattern can only check a model, or simulate how customers respond to it,
+        against a truth the model never saw; this is the driver of every session, cart and purchase.
+        """
+        index = pd.Index(self.customers["customer_id"], name="customer_id")
+        return pd.Series(self._engagement, index=index, name="propensity")
+
     @cached_property
     def events(self) -> pd.DataFrame:
         """Clickstream: sessions of view → (cart) → (purchase), in event-time order."""

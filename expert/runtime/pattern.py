@@ -150,6 +150,7 @@ class PatternRun:
     narrator: Narrator
     report: RunReport
     _snowflake_sessions: list[SnowflakeSession] = field(default_factory=list)
+    _cleared_roots: set[str] = field(default_factory=set)
 
     @property
     def rows(self) -> int:
@@ -165,6 +166,22 @@ class PatternRun:
         from expert.runtime.spark import get_spark
 
         return get_spark(self.meta.spark_features, config=self.settings.spark)
+
+    def lakehouse_root(self, name: str = "lake") -> str:
+        """Where this run keeps its tables: a local directory, or object storage when configured.
+
+        `<workdir>/<name>` by default; with `LAKEHOUSE_ROOT` set (e.g. `s3a://bucket/lakehouse`),
+        `<LAKEHOUSE_ROOT>/<track>/<NN_slug>/<name>`, emptied on first use in a run as the workdir is,
+        so a rerun starts from nothing. Pass it to `MedallionLayout(root, landing_dir=...)`.
+        """
+        from expert.runtime.storage import clear_root, lakehouse_root, storage_settings
+
+        settings = storage_settings()
+        root = lakehouse_root(self.meta.track, self.meta.stem, self.workdir / name, settings)
+        if settings.root and root not in self._cleared_roots:
+            clear_root(root, settings)
+            self._cleared_roots.add(root)
+        return root
 
     @contextlib.contextmanager
     def snowflake(self, database: str = "EXPERT", schema: str = "PUBLIC") -> Iterator[SnowflakeSession]:

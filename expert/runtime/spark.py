@@ -44,9 +44,23 @@ def spark_version() -> str:
     return version("pyspark")
 
 
+def hadoop_version() -> str:
+    """The Hadoop client pyspark bundles: Hadoop connectors (hadoop-aws) must match it exactly."""
+    import pyspark
+
+    jars = sorted((Path(pyspark.__file__).parent / "jars").glob("hadoop-client-api-*.jar"))
+    if not jars:
+        raise ExpertError("pyspark ships no hadoop-client-api jar", "reinstall with `make setup`")
+    return jars[-1].name.removeprefix("hadoop-client-api-").removesuffix(".jar")
+
+
 def feature_packages(features: Iterable[str]) -> list[str]:
     """Maven coordinates for optional Spark features, matched to the installed pyspark."""
-    known = {"kafka": f"org.apache.spark:spark-sql-kafka-0-10_2.13:{spark_version()}"}
+    known = {
+        "kafka": f"org.apache.spark:spark-sql-kafka-0-10_2.13:{spark_version()}",
+        # s3a:// object storage; brings the AWS SDK v2 `bundle` jar (about 690 MB, cached after the first run).
+        "s3a": f"org.apache.hadoop:hadoop-aws:{hadoop_version()}",
+    }
     unknown = sorted(set(features) - set(known))
     if unknown:
         raise ExpertError(f"unknown Spark feature(s): {', '.join(unknown)}", f"use one of: {', '.join(known)}")
@@ -108,6 +122,26 @@ def cached_jars(packages: str) -> list[str] | None:
         return None
     jars = lines[1:]
     return jars if jars and all(Path(j.removeprefix("file:")).is_file() for j in jars) else None
+
+
+def spark_packages(features: Iterable[str] = ()) -> str:
+    """The Maven coordinates `get_spark` resolves: Delta Lake for this pyspark plus the features' connectors."""
+    from delta import configure_spark_with_delta_pip
+    from pyspark.sql import SparkSession
+
+    builder = configure_spark_with_delta_pip(SparkSession.builder, extra_packages=feature_packages(features))
+    return str(builder._options.get("spark.jars.packages", ""))
+
+
+def jar_conf(features: Iterable[str] = ()) -> dict[str, str]:
+    """Settings that put Delta (and the features' connectors) on another JVM's classpath.
+
+    For JVMs this process does not build itself (a Spark Connect server): the jars an earlier run
+    resolved when they are all still there (no Ivy, works offline), else the packages to resolve.
+    """
+    packages = spark_packages(features)
+    jars = cached_jars(packages)
+    return {"spark.jars": ",".join(jars)} if jars else {"spark.jars.packages": packages}
 
 
 def _remember_jars(packages: str, spark_jars: str) -> None:
@@ -177,10 +211,13 @@ def get_spark(
     the jar set for the process, so `expert run` asks for the union of what its patterns need.
     """
     global _started_features
-    wanted = frozenset(features)
     config = config or load_settings().spark
     if config.is_cloud and config.get("SPARK_REMOTE"):
         return _remote_session(config.get("SPARK_REMOTE") or "", app_name)
+    from expert.runtime.storage import storage_settings
+
+    storage = storage_settings()
+    wanted = frozenset(features) | storage.spark_features()
 
     from pyspark.sql import SparkSession
 
@@ -200,7 +237,7 @@ def get_spark(
 
     master = config.get("SPARK_MASTER") if config.is_cloud else None
     builder = SparkSession.builder.master(master or "local[*]").appName(app_name)
-    for key, value in local_conf().items():
+    for key, value in {**local_conf(), **storage.spark_conf()}.items():
         builder = builder.config(key, value)
     builder = configure_spark_with_delta_pip(builder, extra_packages=feature_packages(wanted))
     packages = builder._options.get("spark.jars.packages", "")
