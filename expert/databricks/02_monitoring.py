@@ -1,0 +1,606 @@
+"""Monitoring and observability: metrics, alerts, dashboards and runbooks for a real pipeline.
+
+Why it matters in production: the expensive failures are the quiet ones. A source stops
+delivering and gold keeps showing yesterday's numbers; a producer ships a broken file and 15% of
+orders vanish into quarantine. This pattern instruments the medallion pipeline of databricks/01
+the way a platform team does, breaks it on purpose, and shows the alerts fire, reach an on-call
+webhook, and resolve, each pointing to a runbook that says what to do.
+
+Learning objectives:
+- Collect streaming, Delta, data-quality, freshness and volume metrics from a real pipeline
+- Expose them in Prometheus format with alert rules and a Grafana dashboard
+- Evaluate alerts, deliver them to a webhook, inject a fault and watch an alert fire and resolve
+
+Run it:
+    python expert/databricks/02_monitoring.py [--rows N]
+    expert run databricks/02
+
+Locally: PySpark + Delta Lake, prometheus_client serving /metrics on 127.0.0.1, a webhook
+receiver on 127.0.0.1 standing in for PagerDuty/Slack, and `promtool` (Debian's `prometheus`
+package) when installed. The pipeline (bronze and silver; gold is databricks/01's subject) runs on
+a simulated schedule: runs are 10 simulated minutes apart and rules are evaluated every 5, so a
+20-minute outage takes seconds; every metric value is computed from what the pipeline really did. With credentials in .env: ALERT_WEBHOOK_URL receives
+the alerts, and DATABRICKS_* reads job runs and `system` tables through databricks-sdk.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import yaml
+
+from expert.lakehouse import (
+    BRONZE_TABLES,
+    DIM_CUSTOMER,
+    SILVER_EVENTS,
+    SILVER_ORDERS,
+    BronzeResult,
+    MedallionLayout,
+    SilverResult,
+    land_raw,
+    release_next_batch,
+    run_bronze,
+    run_silver,
+)
+from expert.lakehouse.delta_ops import table_detail
+from expert.lakehouse.medallion import next_pending
+from expert.lakehouse.monitoring import (
+    AlertEvaluator,
+    PipelineMetrics,
+    Sample,
+    StreamMetricsListener,
+    Transition,
+    WebhookReceiver,
+    alertmanager_payload,
+    deliver,
+    grafana_dashboard,
+    json_log,
+    load_rules,
+    referenced_metrics,
+)
+from expert.runtime.data import EcommerceWorld, corrupt_lines
+from expert.runtime.pattern import PatternRun, run_pattern
+
+if TYPE_CHECKING:
+    import logging
+
+    from pyspark.sql import SparkSession
+
+RULES_FILE = Path(__file__).resolve().parent / "observability" / "alert_rules.yml"
+RUN_INTERVAL_S = 600
+"""Simulated time between scheduled pipeline runs (10 minutes)."""
+EVAL_INTERVAL_S = 300
+"""Simulated time between rule evaluations (5 minutes, the rule group's interval)."""
+FAULT_MALFORMED_RATE = 0.15
+"""Share of extra truncated lines injected into the clickstream file of the faulty run."""
+WATCHED_TABLES = (SILVER_EVENTS, SILVER_ORDERS, DIM_CUSTOMER)
+NULL_COLUMNS = ("customer_id", "device", "channel")
+
+
+@dataclass(frozen=True)
+class ScheduledRun:
+    """One scheduled pipeline run of the scenario and what upstream does before it."""
+
+    label: str
+    delivers: bool = True
+    malformed_fault: bool = False
+
+
+SCENARIO: tuple[ScheduledRun, ...] = (
+    ScheduledRun("healthy (baseline)"),
+    ScheduledRun("a producer ships a half-broken clickstream file", malformed_fault=True),
+    ScheduledRun("upstream export stalls: nothing lands", delivers=False),
+    ScheduledRun("still stalled", delivers=False),
+    ScheduledRun("upstream back, healthy"),
+)
+BATCHES = sum(run.delivers for run in SCENARIO)
+
+
+@dataclass
+class SimClock:
+    """The scenario's clock in seconds since its start (advanced explicitly, never slept)."""
+
+    now: float = 0.0
+
+
+@dataclass
+class SourceHistory:
+    """Per source: rows per run and when data last arrived (simulated time)."""
+
+    rows: dict[str, list[int]] = field(default_factory=dict)
+    last_data_at: dict[str, float] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------- collection
+
+
+def record_freshness(metrics: PipelineMetrics, clock: SimClock, history: SourceHistory) -> None:
+    """Freshness is a function of time: the gauge is computed whenever it is scraped."""
+    for source in BRONZE_TABLES:
+        metrics.source_freshness.labels(source).set_function(
+            lambda source=source: clock.now - history.last_data_at.get(source, 0.0)
+        )
+
+
+def record_volume(metrics: PipelineMetrics, bronze: BronzeResult, history: SourceHistory, now: float) -> None:
+    """Rows per source this run, and the ratio to the median of earlier runs that had data."""
+    for source, rows in bronze.rows.items():
+        earlier = [n for n in history.rows.setdefault(source, []) if n > 0]
+        history.rows[source].append(rows)
+        metrics.source_rows.labels(source).set(rows)
+        if earlier:
+            metrics.source_volume_ratio.labels(source).set(rows / statistics.median(earlier))
+        if rows > 0:
+            history.last_data_at[source] = now
+
+
+def record_quality(
+    spark: SparkSession, metrics: PipelineMetrics, layout: MedallionLayout, silver: SilverResult
+) -> None:
+    """Expectation counts of this run, quarantine share per table, NULL shares in silver_events."""
+    for table, outcome in silver.tables.items():
+        quality = outcome.quality
+        if quality.rows_in == 0:
+            continue
+        metrics.dq_rows_checked.labels(table).inc(quality.rows_in)
+        for rule, count in quality.violations.items():
+            metrics.dq_violations.labels(table, rule, quality.actions[rule].value).inc(count)
+        metrics.dq_failed_ratio.labels(table).set(quality.dropped / quality.rows_in)
+    from pyspark.sql import functions as F
+
+    row = (
+        spark.read.format("delta")
+        .load(layout.table(SILVER_EVENTS))
+        .agg(F.count(F.lit(1)).alias("rows"), *[F.count_if(F.col(c).isNull()).alias(c) for c in NULL_COLUMNS])
+        .first()
+    )
+    if row is not None and row["rows"]:
+        for column in NULL_COLUMNS:
+            metrics.dq_null_ratio.labels(SILVER_EVENTS, column).set(row[column] / row["rows"])
+
+
+def record_delta(spark: SparkSession, metrics: PipelineMetrics, layout: MedallionLayout, seen: dict[str, int]) -> None:
+    """Table size and version, and the operation metrics of every commit since the last look."""
+    from delta.tables import DeltaTable
+
+    for table in WATCHED_TABLES:
+        detail = table_detail(spark, layout.table(table))
+        metrics.delta_version.labels(table).set(detail.version)
+        metrics.delta_files.labels(table).set(detail.files)
+        metrics.delta_bytes.labels(table).set(detail.bytes)
+        if detail.version <= seen.get(table, -1):
+            continue
+        commits = (
+            DeltaTable.forPath(spark, layout.table(table))
+            .history(detail.version - seen.get(table, -1))
+            .select("version", "operation", "operationMetrics")
+            .collect()
+        )
+        for commit in sorted(commits, key=lambda c: c["version"]):
+            op = str(commit["operation"])
+            numbers = {k: int(v) for k, v in (commit["operationMetrics"] or {}).items() if str(v).isdigit()}
+            metrics.delta_commits.labels(table, op).inc()
+            written = numbers.get("numTargetRowsInserted", 0) + numbers.get("numTargetRowsUpdated", 0)
+            metrics.delta_rows_written.labels(table, op).inc(written or numbers.get("numOutputRows", 0))
+            metrics.delta_commit_seconds.labels(table).set(numbers.get("executionTimeMs", 0) / 1000)
+        seen[table] = detail.version
+
+
+# ---------------------------------------------------------------------------------- faults
+
+
+def inject_malformed(layout: MedallionLayout, seed: int) -> int:
+    """Corrupt the next clickstream file before it is delivered: extra truncated lines."""
+    path = next_pending(layout, "clickstream")
+    if path is None:
+        return 0
+    lines = path.read_text().splitlines()
+    corrupted, added = corrupt_lines(lines, FAULT_MALFORMED_RATE, np.random.default_rng(seed))
+    path.write_text("\n".join(corrupted) + "\n")
+    return added
+
+
+def malformed_in(paths: Sequence[str]) -> int:
+    """Lines that are not valid JSON in the delivered clickstream files (counted with `json`)."""
+    bad = 0
+    for path in paths:
+        if Path(path).parent.name != "clickstream":
+            continue
+        for line in Path(path).read_text().splitlines():
+            try:
+                json.loads(line)
+            except json.JSONDecodeError:
+                bad += 1
+    return bad
+
+
+# ---------------------------------------------------------------------------------- steps
+
+
+@dataclass
+class Observation:
+    """What the scenario produced: per-tick samples, alert transitions, deliveries, run facts."""
+
+    ticks: list[tuple[float, list[Sample]]] = field(default_factory=list)
+    transitions: list[Transition] = field(default_factory=list)
+    statuses: list[int] = field(default_factory=list)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    injected: int = 0
+    queries: int = 0
+    drained: int = 0
+    malformed_seen: int = 0
+    quarantined_in_fault_run: int = 0
+
+
+def run_scenario(
+    run: PatternRun,
+    layout: MedallionLayout,
+    metrics: PipelineMetrics,
+    listener: StreamMetricsListener,
+    *,
+    webhook_url: str,
+    logger: logging.Logger,
+) -> Observation:
+    """Scheduled runs every 10 simulated minutes, rule evaluation every 5, faults on cue."""
+    spark = run.spark
+    clock, history, seen = SimClock(), SourceHistory(), {}
+    evaluator = AlertEvaluator(load_rules(RULES_FILE))
+    record_freshness(metrics, clock, history)
+    observed = Observation()
+    ticks = len(SCENARIO) * RUN_INTERVAL_S // EVAL_INTERVAL_S
+    for tick in range(ticks):
+        clock.now = tick * EVAL_INTERVAL_S
+        if clock.now % RUN_INTERVAL_S == 0:
+            scheduled = SCENARIO[int(clock.now // RUN_INTERVAL_S)]
+            if scheduled.malformed_fault:
+                observed.injected = inject_malformed(layout, run.seed)
+            delivered = release_next_batch(layout) if scheduled.delivers else []
+            started = time.perf_counter()
+            bronze = run_bronze(spark, layout)
+            silver = run_silver(spark, layout)
+            seconds = time.perf_counter() - started
+            streams = [*bronze.streams.values(), *silver.streams.values()]
+            observed.queries += len(streams)
+            observed.drained += len(streams) if listener.wait_until_drained(s.run_id for s in streams) else 0
+            record_volume(metrics, bronze, history, clock.now)
+            record_quality(spark, metrics, layout, silver)
+            record_delta(spark, metrics, layout, seen)
+            metrics.pipeline_runs.inc()
+            metrics.pipeline_run_seconds.set(seconds)
+            if scheduled.malformed_fault:
+                observed.malformed_seen = malformed_in(delivered)
+                observed.quarantined_in_fault_run = silver.tables[SILVER_EVENTS].quality.violations["well_formed"]
+            facts = {
+                "t": f"{clock.now / 60:.0f} min",
+                "scheduled run": scheduled.label,
+                **{f"{s} rows": n for s, n in bronze.rows.items()},
+                "quarantined": sum(t.quarantined for t in silver.tables.values()),
+                "seconds": round(seconds, 2),
+            }
+            observed.runs.append(facts)
+            logger.info("pipeline_run_completed", extra={"fields": {"sim_time_s": clock.now, **facts}})
+        samples = metrics.samples()
+        observed.ticks.append((clock.now, samples))
+        transitions = evaluator.evaluate(samples, clock.now)
+        for transition in transitions:
+            alert = transition.alert
+            logger.warning(
+                f"alert_{transition.status}",
+                extra={"fields": {"sim_time_s": clock.now, "alertname": alert.rule.name, "labels": alert.labels}},
+            )
+        if transitions:
+            observed.statuses.append(deliver(webhook_url, alertmanager_payload(transitions)))
+            observed.transitions.extend(transitions)
+    return observed
+
+
+def show_runs(run: PatternRun, observed: Observation, listener: StreamMetricsListener) -> None:
+    run.table(observed.runs, title="scheduled runs (10 simulated minutes apart)", max_rows=len(observed.runs))
+    run.check(
+        "the listener reported every streaming query of every run",
+        observed.drained == observed.queries,
+        f"{observed.drained} of {observed.queries} query runs seen to termination",
+    )
+    batches = [p for p in listener.progress if p["rows"] > 0]
+    run.figure(
+        "micro-batches observed by the listener",
+        len(batches),
+        how="StreamingQueryListener.onQueryProgress with rows > 0",
+    )
+    run.figure(
+        "slowest micro-batch", max(p["seconds"] for p in batches), "s", how="progress.batchDuration, all queries"
+    )
+
+
+def show_alerts(run: PatternRun, observed: Observation) -> None:
+    """Every alert transition, with its runbook; and the checks that they happened when they should."""
+    rows = [
+        {
+            "t": f"{t.at / 60:.0f} min",
+            "alert": t.alert.rule.name,
+            "status": t.status,
+            "labels": ", ".join(f"{k}={v}" for k, v in t.alert.labels.items() if k not in ("alertname", "team")),
+            "runbook": t.alert.annotations.get("runbook_url", ""),
+        }
+        for t in observed.transitions
+    ]
+    run.table(rows, title="alert transitions delivered to the webhook", max_rows=len(rows))
+    fired = {
+        (t.alert.rule.name, t.alert.labels.get("source") or t.alert.labels.get("table"))
+        for t in observed.transitions
+        if t.status == "firing"
+    }
+    resolved = {
+        (t.alert.rule.name, t.alert.labels.get("source") or t.alert.labels.get("table"))
+        for t in observed.transitions
+        if t.status == "resolved"
+    }
+    expected = {
+        *((rule, source) for rule in ("LakehouseSourceStale", "LakehouseSourceVolumeDrop") for source in BRONZE_TABLES),
+        ("LakehouseDataQualityRegression", SILVER_EVENTS),
+    }
+    run.check(
+        "the stall and the bad file fire exactly the expected alerts", fired == expected, f"fired: {sorted(fired)}"
+    )
+    run.check(
+        "every alert resolves once the pipeline is healthy again", resolved == expected, f"resolved: {sorted(resolved)}"
+    )
+    stale = next(
+        t for t in observed.transitions if t.alert.rule.name == "LakehouseSourceStale" and t.status == "firing"
+    )
+    run.check(
+        "SourceStale went through `for: 5m` pending before firing",
+        stale.alert.fired_at is not None
+        and stale.alert.fired_at - stale.alert.active_at >= stale.alert.rule.for_seconds,
+        f"pending at {stale.alert.active_at / 60:.0f} min, firing at {(stale.alert.fired_at or 0) / 60:.0f} min",
+    )
+    run.check(
+        "the injected malformed lines are exactly what the quality rule quarantined",
+        observed.quarantined_in_fault_run == observed.malformed_seen and observed.injected > 0,
+        f"{observed.injected} injected, {observed.malformed_seen} malformed lines in the file (json), "
+        f"{observed.quarantined_in_fault_run} quarantined as well_formed",
+    )
+    run.check(
+        "every rule links to a runbook that exists",
+        all(
+            (Path(__file__).resolve().parents[2] / r.annotations.get("runbook_url", "missing")).is_file()
+            for r in load_rules(RULES_FILE)
+        ),
+        "docs/runbooks/*.md",
+    )
+    run.figure(
+        "alerts fired", sum(t.status == "firing" for t in observed.transitions), how="firing transitions", key=True
+    )
+
+
+def export(run: PatternRun, metrics: PipelineMetrics, out: Path) -> tuple[Path, str]:
+    """Serve /metrics on 127.0.0.1 (scraped once here), write the textfile and the dashboard."""
+    import requests
+    from prometheus_client import start_http_server, write_to_textfile
+    from prometheus_client.parser import text_string_to_metric_families
+
+    server, thread = start_http_server(0, addr="127.0.0.1", registry=metrics.registry)
+    try:
+        scraped = requests.get(f"http://127.0.0.1:{server.server_port}/metrics", timeout=5).text
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    textfile = out / "lakehouse.prom"
+    write_to_textfile(str(textfile), metrics.registry)
+    # prometheus_client also exposes a `<counter>_created` timestamp per counter/histogram: not a metric of its own
+    families = [f for f in text_string_to_metric_families(scraped) if not f.name.endswith("_created")]
+    run.table(
+        [
+            {"metric": f.name, "type": f.type, "series": len({tuple(sorted(s.labels.items())) for s in f.samples})}
+            for f in families
+        ],
+        title=f"exposed on /metrics ({len(families)} families), also written to {textfile.name}",
+        max_rows=30,
+    )
+    run.figure("metric families exported", len(families), how="parsed from the scraped /metrics text", key=True)
+    dashboard = grafana_dashboard()
+    (out / "grafana_dashboard.json").write_text(json.dumps(dashboard, indent=2))
+    used = set().union(*(referenced_metrics(t["expr"]) for p in dashboard["panels"] for t in p["targets"]))
+    names = metrics.names()
+    run.check(
+        "every dashboard query reads an exported metric",
+        used <= names,
+        f"{len(used)} metrics in {len(dashboard['panels'])} panels",
+    )
+    rules_metrics = {r.metric for r in load_rules(RULES_FILE)}
+    run.check("every alert rule reads an exported metric", rules_metrics <= names, ", ".join(sorted(rules_metrics)))
+    return textfile, scraped
+
+
+def promtool_unit_test(observed: Observation, out: Path) -> dict[str, Any]:
+    """A `promtool test rules` file: the scraped series as input, our evaluator's alerts as expected."""
+    rules = load_rules(RULES_FILE)
+    wanted = {r.metric for r in rules}
+    series: dict[str, list[str]] = {}
+    for index, (_, samples) in enumerate(observed.ticks):
+        for sample in samples:
+            if sample.name not in wanted:
+                continue
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            values = series.setdefault(f"{sample.name}{{{labels}}}", ["_"] * len(observed.ticks))
+            values[index] = repr(float(sample.value))
+    tests = []
+    for at, _ in observed.ticks:
+        firing: dict[str, list[dict[str, Any]]] = {r.name: [] for r in rules}
+        for transition in observed.transitions:
+            alert = transition.alert
+            ends = alert.resolved_at if alert.resolved_at is not None else float("inf")
+            if alert.fired_at is not None and alert.fired_at <= at < ends:
+                labels = {k: v for k, v in alert.labels.items() if k != "alertname"}
+                entry = {"exp_labels": labels, "exp_annotations": alert.annotations}
+                if entry not in firing[alert.rule.name]:
+                    firing[alert.rule.name].append(entry)
+        tests += [
+            {"eval_time": f"{int(at)}s", "alertname": name, "exp_alerts": alerts} for name, alerts in firing.items()
+        ]
+    document = {
+        "rule_files": [str(RULES_FILE)],
+        "evaluation_interval": f"{EVAL_INTERVAL_S}s",
+        "tests": [
+            {
+                "interval": f"{EVAL_INTERVAL_S}s",
+                "input_series": [{"series": s, "values": " ".join(v)} for s, v in sorted(series.items())],
+                "alert_rule_test": tests,
+            }
+        ],
+    }
+    path = out / "alert_rules_test.yml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return {"path": path, "series": len(series), "assertions": len(tests)}
+
+
+def verify_with_promtool(run: PatternRun, out: Path, textfile: Path, unit_test: dict[str, Any]) -> None:
+    """Lint the rules and the exposition, and replay our alerts through Prometheus' own engine."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        run.note(
+            "promtool not installed (Debian/Ubuntu: apt-get install prometheus): rule and exposition lint skipped; the tests run it."
+        )
+        return
+    commands = {
+        "check rules": [promtool, "check", "rules", str(RULES_FILE)],
+        "check metrics": [promtool, "check", "metrics"],
+        "test rules": [promtool, "test", "rules", str(unit_test["path"])],
+    }
+    rows = []
+    for name, command in commands.items():
+        stdin = textfile.read_text() if name == "check metrics" else None
+        done = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=60, check=False, cwd=out)
+        rows.append(
+            {"promtool": name, "exit": done.returncode, "output": (done.stdout + done.stderr).strip().splitlines()[-1:]}
+        )
+        run.check(f"promtool {name} passes", done.returncode == 0, (done.stdout + done.stderr).strip()[-300:])
+    run.table(rows, title="the real Prometheus tooling")
+    run.say(
+        f"promtool test rules replayed {unit_test['series']} series and {unit_test['assertions']} alert assertions "
+        "through Prometheus' rule engine: the in-process evaluator agrees with it at every evaluation."
+    )
+
+
+def check_logs(run: PatternRun, log_path: Path) -> None:
+    entries = [json.loads(line) for line in log_path.read_text().splitlines()]
+    events = {e["event"] for e in entries}
+    run.table(entries[-3:], title=f"structured logs ({len(entries)} JSON lines in {log_path.name})", max_rows=3)
+    run.check(
+        "structured logs: one JSON object per line with run and alert events",
+        {"pipeline_run_completed", "alert_firing", "alert_resolved"} <= events and all("ts" in e for e in entries),
+        f"{len(entries)} lines, events {sorted(events)}",
+    )
+
+
+def workspace_monitoring(run: PatternRun) -> None:
+    """Cloud mode: job runs and system tables through databricks-sdk; locally shown, not run."""
+    query = (
+        "SELECT job_id, run_id, result_state, period_start_time, period_end_time "
+        "FROM system.lakeflow.job_run_timeline WHERE period_start_time > now() - INTERVAL 1 DAY "
+        "ORDER BY period_start_time DESC LIMIT 20"
+    )
+    if not run.settings.databricks.is_cloud:
+        reason = "needs a Databricks workspace (DATABRICKS_HOST + token in .env)"
+        run.cloud_only_step(
+            "databricks", "WorkspaceClient.jobs.list_runs(limit=20): recent job runs and their result states", reason
+        )
+        run.cloud_only_step("databricks", f"statement_execution.execute_statement on a SQL warehouse:\n{query}", reason)
+        return
+    from expert.runtime.databricks import connect_workspace
+
+    client = connect_workspace(run.settings.databricks)
+    runs = list(client.jobs.list_runs(limit=20))
+    run.table(
+        [{"run": r.run_id, "job": r.job_id, "state": str(r.state.result_state if r.state else "")} for r in runs],
+        title="recent job runs (databricks-sdk)",
+    )
+    warehouse = run.settings.databricks.get("DATABRICKS_WAREHOUSE_ID")
+    if not warehouse:
+        run.note("set DATABRICKS_WAREHOUSE_ID to also query system.lakeflow.job_run_timeline")
+        return
+    response = client.statement_execution.execute_statement(statement=query, warehouse_id=warehouse, wait_timeout="30s")
+    rows = response.result.data_array if response.result and response.result.data_array else []
+    run.table(
+        [dict(zip(["job", "run", "result", "start", "end"], r, strict=False)) for r in rows],
+        title="system.lakeflow.job_run_timeline",
+    )
+
+
+# ---------------------------------------------------------------------------------- pattern
+
+
+def body(run: PatternRun) -> None:
+    spark = run.spark
+    out = run.workdir / "observability"
+    out.mkdir(parents=True, exist_ok=True)
+    layout = MedallionLayout(str((run.workdir / "lake").resolve()), landing_dir=str(run.workdir / "landing"))
+    metrics = PipelineMetrics()
+    listener = StreamMetricsListener(metrics)
+
+    run.step("Instrument the pipeline")
+    truth = land_raw(EcommerceWorld(run.rows, seed=run.seed), layout, batches=BATCHES, release=0)
+    run.say(f"{BATCHES} batches per source wait in the outbox; each scheduled run that delivers takes the next one.")
+    run.say(f"{len(load_rules(RULES_FILE))} alert rules from {RULES_FILE.relative_to(RULES_FILE.parents[3])}")
+    run.note(
+        f"generator ground truth: {truth['events'].malformed} malformed clickstream lines before the injected fault"
+    )
+    spark.streams.addListener(listener)
+    started = time.perf_counter()
+    receiver = WebhookReceiver()
+    try:
+        with receiver.running(), json_log(out / "pipeline.jsonl") as logger:
+            cloud_alerts = run.settings.alerts.is_cloud
+            secret = run.settings.alerts.secret("ALERT_WEBHOOK_URL")
+            url = secret.reveal() if cloud_alerts and secret else receiver.url
+
+            run.step("Run on schedule: healthy, stalled, a bad file, healthy")
+            observed = run_scenario(run, layout, metrics, listener, webhook_url=url, logger=logger)
+    finally:
+        spark.streams.removeListener(listener)
+    run.figure("scenario wall time", time.perf_counter() - started, "s", how=f"{len(SCENARIO)} pipeline runs + metrics")
+    show_runs(run, observed, listener)
+
+    run.step("Alerts: fire, deliver, resolve")
+    show_alerts(run, observed)
+    delivered_ok = all(200 <= s < 300 for s in observed.statuses)
+    if run.settings.alerts.is_cloud:
+        run.check("the real webhook accepted every delivery", delivered_ok, f"{len(observed.statuses)} POSTs")
+    else:
+        kinds = [a["status"] for p in receiver.received for a in p["alerts"]]
+        run.check(
+            "the local webhook received every transition in Alertmanager format",
+            delivered_ok
+            and len(kinds) == len(observed.transitions)
+            and all(p["version"] == "4" for p in receiver.received),
+            f"{len(receiver.received)} POSTs, {kinds.count('firing')} firing, {kinds.count('resolved')} resolved",
+        )
+
+    run.step("Expose: Prometheus, Grafana, logs")
+    textfile, _ = export(run, metrics, out)
+    check_logs(run, out / "pipeline.jsonl")
+
+    run.step("Verify with the real Prometheus tooling")
+    unit_test = promtool_unit_test(observed, out)
+    verify_with_promtool(run, out, textfile, unit_test)
+
+    run.step("On Databricks")
+    workspace_monitoring(run)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_pattern(__file__, argv, body, default_rows=6_000)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

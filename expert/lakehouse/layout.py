@@ -1,0 +1,81 @@
+"""Where every table, checkpoint and landing file of the medallion pipeline lives, under one root.
+
+Why one object: a pipeline that builds paths by string concatenation in ten places cannot be
+pointed at another environment. Every location here derives from `root`, a local path or a URI
+(`s3a://bucket/lakehouse`, `abfss://...`, a Unity Catalog volume path), so moving the whole
+pipeline to a staging schema or to object storage means passing another root. Only the landing
+zone, which the local data generator writes with ordinary file I/O, must be a local directory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+BRONZE_TABLES = {"clickstream": "bronze_events", "orders": "bronze_orders", "customers": "bronze_customers"}
+"""Raw source (landing folder name) → bronze table it is ingested into."""
+SILVER_EVENTS = "silver_events"
+SILVER_ORDERS = "silver_orders"
+DIM_CUSTOMER = "dim_customer"
+QUARANTINE = "silver_quarantine"
+GOLD_DAILY_SALES = "gold_daily_sales"
+GOLD_DAILY_FUNNEL = "gold_daily_funnel"
+PIPELINE_STATE = "_pipeline_state"
+
+
+def _is_uri(location: str) -> bool:
+    return "://" in location or location.startswith("dbfs:")
+
+
+@dataclass(frozen=True)
+class MedallionLayout:
+    """Every location of one medallion pipeline instance.
+
+    `root`: where tables and checkpoints go (a local path or a URI).
+    `landing_dir`: the local landing zone; defaults to `<root>/landing` when `root` is local.
+    `prefix`: prepended to every table directory name, so two instances (e.g. `staging_` and
+    `prod_`) can share one root.
+    """
+
+    root: str
+    landing_dir: str | None = None
+    prefix: str = ""
+
+    def __post_init__(self) -> None:
+        if _is_uri(self.root) and self.landing_dir is None:
+            raise ValueError("a URI root needs an explicit local landing_dir for the generator's files")
+
+    @classmethod
+    def local(cls, directory: Path, *, prefix: str = "") -> MedallionLayout:
+        """A layout whose tables, checkpoints and landing zone all live under `directory`."""
+        return cls(str(directory.resolve()), prefix=prefix)
+
+    def location(self, *parts: str) -> str:
+        """`root/part/part`, for a local path or a URI alike."""
+        return "/".join([self.root.rstrip("/"), *parts])
+
+    def table(self, name: str) -> str:
+        """The Delta table directory of `name` (e.g. `silver_events`)."""
+        return self.location("tables", f"{self.prefix}{name}")
+
+    def checkpoint(self, flow: str) -> str:
+        """The streaming checkpoint of one flow (one per source and per target)."""
+        return self.location("_checkpoints", f"{self.prefix}{flow}")
+
+    @property
+    def landing(self) -> Path:
+        """The landing zone upstream systems drop files into (what the bronze streams watch)."""
+        return Path(self.landing_dir) if self.landing_dir else Path(self.root) / "landing"
+
+    @property
+    def outbox(self) -> Path:
+        """Files generated but not yet delivered: `release_batches` moves them into `landing`."""
+        return self.landing.parent / f"{self.landing.name}_outbox"
+
+    def source_dir(self, source: str) -> str:
+        """Landing folder of one source, as a path string Spark reads."""
+        return str(self.landing / source)
+
+    def sql(self, name: str) -> str:
+        """The table as a SQL identifier: delta.`<location>`."""
+        return f"delta.`{self.table(name)}`"
