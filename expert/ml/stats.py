@@ -1,0 +1,154 @@
+"""The statistics an ML platform decides with: significance gate, drift, ranking quality (+ the split).
+
+Why hand-written and small: each function is a few lines of textbook statistics that a learner
+should be able to read in one sitting, and the tests check them against independent
+implementations (scipy's chi-square test, sklearn's metrics) rather than against themselves.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from expert.ml.split import CHALLENGER_ARM, CHAMPION_ARM, assign_arm, bucket
+
+__all__ = [
+    "CHALLENGER_ARM",
+    "CHAMPION_ARM",
+    "GateDecision",
+    "TwoProportionTest",
+    "assign_arm",
+    "bucket",
+    "minimum_detectable_effect",
+    "precision_at_fraction",
+    "promotion_gate",
+    "psi",
+    "psi_categorical",
+    "two_proportion_ztest",
+]
+
+PSI_FLOOR = 1e-4
+"""Bin share used in place of an empty bin, so PSI stays finite (the usual convention)."""
+
+
+@dataclass(frozen=True)
+class TwoProportionTest:
+    """Conversions in arm A (champion) and B (challenger), and the test of B - A."""
+
+    conversions_a: int
+    n_a: int
+    conversions_b: int
+    n_b: int
+    z: float
+    p_value: float
+    ci_low: float
+    ci_high: float
+
+    @property
+    def rate_a(self) -> float:
+        return self.conversions_a / self.n_a
+
+    @property
+    def rate_b(self) -> float:
+        return self.conversions_b / self.n_b
+
+    @property
+    def lift(self) -> float:
+        """Absolute difference in conversion rate, challenger minus champion."""
+        return self.rate_b - self.rate_a
+
+
+def two_proportion_ztest(
+    conversions_a: int, n_a: int, conversions_b: int, n_b: int, *, alpha: float = 0.05
+) -> TwoProportionTest:
+    """Two-sided z-test of equal conversion rates (pooled standard error) with a Wald interval.
+
+    The pooled test is equivalent to Pearson's chi-square test on the 2x2 table without continuity
+    correction (z² = χ²), which is how the tests check it.
+    """
+    if min(n_a, n_b) <= 0:
+        raise ValueError("both arms need at least one unit")
+    rate_a, rate_b = conversions_a / n_a, conversions_b / n_b
+    pooled = (conversions_a + conversions_b) / (n_a + n_b)
+    se_pooled = math.sqrt(pooled * (1 - pooled) * (1 / n_a + 1 / n_b))
+    z = (rate_b - rate_a) / se_pooled if se_pooled > 0 else 0.0
+    p_value = float(2 * stats.norm.sf(abs(z)))
+    se_diff = math.sqrt(rate_a * (1 - rate_a) / n_a + rate_b * (1 - rate_b) / n_b)
+    half = float(stats.norm.ppf(1 - alpha / 2)) * se_diff
+    return TwoProportionTest(
+        conversions_a, n_a, conversions_b, n_b, z, p_value, rate_b - rate_a - half, rate_b - rate_a + half
+    )
+
+
+def minimum_detectable_effect(
+    base_rate: float, n_a: int, n_b: int, *, alpha: float = 0.05, power: float = 0.8
+) -> float:
+    """The smallest absolute lift this sample size detects with the given power (normal approximation).
+
+    Why report it: a 'not significant' result only means something next to the effect the test
+    could have seen.
+    """
+    z_alpha = float(stats.norm.ppf(1 - alpha / 2))
+    z_power = float(stats.norm.ppf(power))
+    return (z_alpha + z_power) * math.sqrt(base_rate * (1 - base_rate) * (1 / n_a + 1 / n_b))
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    promote: bool
+    reason: str
+
+
+def promotion_gate(test: TwoProportionTest, *, alpha: float = 0.05) -> GateDecision:
+    """Promote the challenger only if it converts better AND the difference is significant at `alpha`."""
+    if test.p_value >= alpha:
+        return GateDecision(False, f"not significant (p = {test.p_value:.3g} ≥ {alpha}): keep the champion")
+    if test.lift <= 0:
+        return GateDecision(False, f"significant but worse (lift {test.lift:+.3f}): keep the champion")
+    return GateDecision(True, f"significant improvement (p = {test.p_value:.3g} < {alpha}, lift {test.lift:+.3f})")
+
+
+def psi(reference: Sequence[float] | np.ndarray, current: Sequence[float] | np.ndarray, *, bins: int = 10) -> float:
+    """Population stability index of a numeric feature, with bins at the reference's quantiles.
+
+    PSI = Σ (current_share - reference_share) · ln(current_share / reference_share). Common reading:
+    below 0.1 stable, 0.1-0.25 moderate shift, above 0.25 a major shift. Quantile edges that
+    coincide (count features with many zeros) collapse into one bin, so discrete features work.
+    """
+    ref = np.asarray(reference, dtype=float)
+    cur = np.asarray(current, dtype=float)
+    inner = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)[1:-1]))
+    ref_share = np.bincount(np.searchsorted(inner, ref, side="right"), minlength=len(inner) + 1) / len(ref)
+    cur_share = np.bincount(np.searchsorted(inner, cur, side="right"), minlength=len(inner) + 1) / len(cur)
+    return _psi_from_shares(ref_share, cur_share)
+
+
+def psi_categorical(reference: Sequence[object], current: Sequence[object]) -> float:
+    """PSI of a categorical feature: one bin per category seen in either sample."""
+    ref = pd.Series(reference, dtype="string").value_counts(normalize=True)
+    cur = pd.Series(current, dtype="string").value_counts(normalize=True)
+    categories = ref.index.union(cur.index)
+    return _psi_from_shares(
+        ref.reindex(categories, fill_value=0).to_numpy(), cur.reindex(categories, fill_value=0).to_numpy()
+    )
+
+
+def _psi_from_shares(ref_share: np.ndarray, cur_share: np.ndarray) -> float:
+    ref_share = np.clip(ref_share, PSI_FLOOR, None)
+    cur_share = np.clip(cur_share, PSI_FLOOR, None)
+    return float(np.sum((cur_share - ref_share) * np.log(cur_share / ref_share)))
+
+
+def precision_at_fraction(
+    y_true: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray, fraction: float
+) -> float:
+    """Share of positives among the top `fraction` of units by score: what a campaign budget buys."""
+    y = np.asarray(y_true)
+    order = np.argsort(-np.asarray(scores, dtype=float), kind="stable")
+    k = max(1, math.ceil(len(y) * fraction))
+    return float(y[order[:k]].mean())
