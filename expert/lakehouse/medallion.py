@@ -273,7 +273,7 @@ def run_bronze(
     """
     for source in sources:
         (layout.landing / source).mkdir(parents=True, exist_ok=True)
-        _ensure_table(spark, layout.table(BRONZE_TABLES[source]), BRONZE_SCHEMAS[source], {})
+        ensure_table(spark, layout.table(BRONZE_TABLES[source]), BRONZE_SCHEMAS[source], {})
 
     def starter(source: str) -> Callable[[], StreamingQuery]:
         def start() -> StreamingQuery:
@@ -329,7 +329,7 @@ class SilverResult:
     streams: dict[str, StreamRun]
 
 
-def _ensure_table(spark: SparkSession, location: str, schema: str, properties: Mapping[str, str]) -> None:
+def ensure_table(spark: SparkSession, location: str, schema: str, properties: Mapping[str, str]) -> None:
     """Create a Delta table at `location` with an explicit schema, once (idempotent)."""
     from delta.tables import DeltaTable
 
@@ -361,7 +361,7 @@ QUARANTINE_SCHEMA = (
 )
 
 
-def _quarantine(df: DataFrame, layout: MedallionLayout, table: str, batch_id: int) -> None:
+def quarantine_rows(df: DataFrame, layout: MedallionLayout, table: str, batch_id: int) -> None:
     """Append failed rows with the rule they failed; idempotent per (flow, batch) on replay."""
     from pyspark.sql import functions as F
 
@@ -384,7 +384,7 @@ def _quarantine(df: DataFrame, layout: MedallionLayout, table: str, batch_id: in
     )
 
 
-def _merge_metrics(result: DataFrame) -> dict[str, int]:
+def merge_metrics(result: DataFrame) -> dict[str, int]:
     row = result.first()
     return {k: int(v or 0) for k, v in (row.asDict() if row else {}).items()}
 
@@ -412,7 +412,7 @@ def _silver_events_batch(
         events = batch.withColumn("device", F.get_json_object("_rescued_data", "$.device"))
         split = apply_expectations(events, SILVER_EVENTS, expectations)
         if split.counts.dropped:
-            _quarantine(split.quarantined, layout, SILVER_EVENTS, batch_id)
+            quarantine_rows(split.quarantined, layout, SILVER_EVENTS, batch_id)
         rows = split.valid.dropDuplicates(["event_id", "event_ts"]).select(
             *_field_names(CLICKSTREAM_FIELDS),
             "device",
@@ -420,7 +420,7 @@ def _silver_events_batch(
             "_source_file",
             "_ingested_at",
         )
-        metrics = _merge_metrics(
+        metrics = merge_metrics(
             DeltaTable.forPath(spark, layout.table(SILVER_EVENTS))
             .alias("t")
             .merge(rows.alias("s"), "t.event_id = s.event_id AND t.event_ts = s.event_ts")
@@ -445,7 +445,7 @@ def _silver_orders_batch(
     def process(batch: DataFrame, batch_id: int) -> None:
         split = apply_expectations(batch, SILVER_ORDERS, expectations)
         if split.counts.dropped:
-            _quarantine(split.quarantined, layout, SILVER_ORDERS, batch_id)
+            quarantine_rows(split.quarantined, layout, SILVER_ORDERS, batch_id)
         versions = split.valid.dropDuplicates(["order_id", "updated_at"])
         latest = (
             versions.withColumn(
@@ -465,7 +465,7 @@ def _silver_orders_batch(
             F.count_distinct("order_id").alias("keys"),
         ).first()
         assert shape is not None
-        metrics = _merge_metrics(
+        metrics = merge_metrics(
             DeltaTable.forPath(spark, layout.table(SILVER_ORDERS))
             .alias("t")
             .merge(latest.alias("s"), "t.order_id = s.order_id")
@@ -539,7 +539,7 @@ def apply_scd2(spark: SparkSession, dimension: str, snapshots: DataFrame) -> dic
         .unionByName(versions.select(F.lit(None).cast("bigint").alias("_merge_key"), *columns))
     )
     insert = {c: f"s.{c}" for c in columns} | {"is_current": "s.valid_to IS NULL"}
-    return _merge_metrics(
+    return merge_metrics(
         target.alias("t")
         .merge(staged.alias("s"), "t.customer_id = s._merge_key AND t.is_current")
         .whenMatchedUpdate(set={"is_current": "false", "valid_to": "s.valid_from"})
@@ -554,7 +554,7 @@ def _dim_customer_batch(
     def process(batch: DataFrame, batch_id: int) -> None:
         split = apply_expectations(batch, DIM_CUSTOMER, expectations)
         if split.counts.dropped:
-            _quarantine(split.quarantined, layout, DIM_CUSTOMER, batch_id)
+            quarantine_rows(split.quarantined, layout, DIM_CUSTOMER, batch_id)
         snapshots = split.valid.withColumn("_snapshot", _snapshot_number("_source_file"))
         metrics = apply_scd2(spark, layout.table(DIM_CUSTOMER), snapshots)
         result.inserted += metrics["num_inserted_rows"]
@@ -577,10 +577,10 @@ def run_silver(
     micro-batch writes nothing and its checkpoint does not advance, so fixing the data and rerunning
     resumes from the same place.
     """
-    _ensure_table(spark, layout.table(SILVER_EVENTS), SILVER_EVENTS_SCHEMA, CDF)
-    _ensure_table(spark, layout.table(SILVER_ORDERS), SILVER_ORDERS_SCHEMA, CDF)
-    _ensure_table(spark, layout.table(DIM_CUSTOMER), DIM_CUSTOMER_SCHEMA, CDF)
-    _ensure_table(spark, layout.table(QUARANTINE), QUARANTINE_SCHEMA, {})
+    ensure_table(spark, layout.table(SILVER_EVENTS), SILVER_EVENTS_SCHEMA, CDF)
+    ensure_table(spark, layout.table(SILVER_ORDERS), SILVER_ORDERS_SCHEMA, CDF)
+    ensure_table(spark, layout.table(DIM_CUSTOMER), DIM_CUSTOMER_SCHEMA, CDF)
+    ensure_table(spark, layout.table(QUARANTINE), QUARANTINE_SCHEMA, {})
     flows = {
         SILVER_EVENTS: ("clickstream", _silver_events_batch),
         SILVER_ORDERS: ("orders", _silver_orders_batch),
@@ -743,9 +743,9 @@ def run_gold(spark: SparkSession, layout: MedallionLayout, *, specs: Sequence[Go
     same rows. The state table is append-only (one row per refresh). The gold tables refresh
     concurrently (Spark runs jobs from several driver threads side by side).
     """
-    _ensure_table(spark, layout.table(PIPELINE_STATE), "flow STRING, source_version BIGINT, updated_at TIMESTAMP", {})
+    ensure_table(spark, layout.table(PIPELINE_STATE), "flow STRING, source_version BIGINT, updated_at TIMESTAMP", {})
     for spec in specs:
-        _ensure_table(spark, layout.table(spec.table), spec.schema, {})
+        ensure_table(spark, layout.table(spec.table), spec.schema, {})
     done = _processed_versions(spark, layout)
     with ThreadPoolExecutor(max_workers=len(specs)) as pool:
         runs = list(pool.map(lambda spec: _refresh_gold(spark, layout, spec, done.get(spec.table)), specs))
