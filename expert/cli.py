@@ -4,18 +4,30 @@ expert list                      tracks, patterns, objectives and status
 expert run [all|TRACK|TRACK/NN]  run patterns in curriculum order, one process, one SparkSession
 expert doctor [--quick]          check Python, Java, Spark + Delta, the local Snowflake engine,
                                  each service's mode and credentials; each failure with its fix
+expert kafka start|stop|status   the local single-node Kafka broker (KRaft, 127.0.0.1) the
+                                 streaming patterns use; kept running across runs once started
+expert spark connect-server start|stop|status
+                                 a Spark Connect server with Delta on 127.0.0.1:15002: run the
+                                 patterns over it with SPARK_REMOTE=sc://127.0.0.1:15002
+expert bench [--scales 1e5,1e6]  measure startup, every pattern, the medallion at scale; writes BENCHMARKS.md
+expert spark cluster start|stop|status
+                                 a standalone master + worker on 127.0.0.1: run the patterns on
+                                 it with SPARK_MASTER=spark://127.0.0.1:7077
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.metadata
+import json
 import shutil
 import sys
 import time
 import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
@@ -25,25 +37,44 @@ from rich.table import Table
 from expert import PROJECT_ROOT
 from expert.runtime.errors import ExpertError
 from expert.runtime.pattern import REPORTS, PatternMeta, curriculum, load_module, select_patterns, tracks
+from expert.runtime.report import RunReport
 
 console = Console(highlight=False)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 (one return per subcommand)
     parser = argparse.ArgumentParser(prog="expert", description="Lakehouse Expert Patterns")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="show the curriculum")
     run = sub.add_parser("run", help="run patterns in curriculum order")
     run.add_argument("selector", nargs="?", default="all", help="all, a track, or TRACK/NN (default: all)")
     run.add_argument("--quiet", action="store_true", help="show only progress and the summary")
+    run.add_argument("--json", type=Path, metavar="FILE", help="also write every run's figures and timings to FILE")
     doctor = sub.add_parser("doctor", help="check this machine and the configuration")
     doctor.add_argument("--quick", action="store_true", help="skip starting Spark and the local engines")
+    kafka = sub.add_parser("kafka", help="start, stop or inspect the local Kafka broker")
+    kafka.add_argument("action", choices=("start", "stop", "status"))
+    kafka.add_argument("--port", type=int, help="broker port on 127.0.0.1 (default: the last one, else a free one)")
+    kafka.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the broker (default 120)")
+    _add_spark_parser(sub)
+    bench = sub.add_parser("bench", help="measure startup, every pattern and the medallion at scale (BENCHMARKS.md)")
+    from expert.bench import add_arguments as add_bench_arguments
+
+    add_bench_arguments(bench)
     args = parser.parse_args(argv)
     try:
         if args.command == "list":
             return cmd_list()
         if args.command == "run":
-            return cmd_run(args.selector, quiet=args.quiet)
+            return cmd_run(args.selector, quiet=args.quiet, json_path=args.json)
+        if args.command == "kafka":
+            return cmd_kafka(args.action, port=args.port, timeout=args.timeout)
+        if args.command == "spark":
+            return cmd_spark(args)
+        if args.command == "bench":
+            from expert.bench import run_bench
+
+            return run_bench(args)
         return cmd_doctor(quick=args.quick)
     except ExpertError as exc:
         Console(stderr=True, highlight=False).print(f"[red bold]error:[/] {escape(exc.message)}")
@@ -78,16 +109,16 @@ class Outcome:
     seconds: float
     figures: str = ""
     cloud_only: int = 0
+    report: RunReport | None = None
 
 
-def cmd_run(selector: str, *, quiet: bool = False) -> int:
+def cmd_run(selector: str, *, quiet: bool = False, json_path: Path | None = None) -> int:
     """Run the selected patterns in order, in this process, sharing one Spark session."""
     selected = select_patterns(selector)
     runnable = [m for m in selected if m.exists]
     outcomes: list[Outcome] = [Outcome(m, "not yet written", 0.0) for m in selected if not m.exists]
     started = time.perf_counter()
-    if any("spark" in m.needs for m in runnable):
-        _start_shared_spark(runnable)
+    spark_start = _start_shared_spark(runnable) if any("spark" in m.needs for m in runnable) else None
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -105,20 +136,45 @@ def cmd_run(selector: str, *, quiet: bool = False) -> int:
         progress.update(task, description="done")
     order = {m.id: i for i, m in enumerate(curriculum())}
     outcomes.sort(key=lambda o: order[o.meta.id])
-    _print_summary(outcomes, time.perf_counter() - started)
+    total = time.perf_counter() - started
+    _print_summary(outcomes, total)
+    if json_path is not None:
+        _write_json(json_path, outcomes, total=total, spark_start=spark_start)
     return 0 if all(o.result in ("passed", "not yet written") for o in outcomes) and runnable else 1
 
 
-def _start_shared_spark(patterns: list[PatternMeta]) -> None:
+def _start_shared_spark(patterns: list[PatternMeta]) -> float:
+    """Start the one Spark session every pattern of this run shares; returns seconds to a first result."""
     from expert.runtime.spark import get_spark
 
     features = sorted({f for m in patterns for f in m.spark_features})
     with console.status("Starting Spark (the first run downloads the Delta Lake jars)…"):
         t0 = time.perf_counter()
-        get_spark(features)
-    console.print(
-        f"Spark ready in {time.perf_counter() - t0:.1f} s" + (f" with {', '.join(features)}" if features else "")
-    )
+        get_spark(features).range(1).count()
+        seconds = time.perf_counter() - t0
+    console.print(f"Spark ready in {seconds:.1f} s" + (f" with {', '.join(features)}" if features else ""))
+    return seconds
+
+
+def _write_json(path: Path, outcomes: list[Outcome], *, total: float, spark_start: float | None) -> None:
+    """The run as data (for `expert bench` and CI): per pattern its result, seconds and every figure."""
+    patterns = []
+    for o in outcomes:
+        report = o.report
+        patterns.append(
+            {
+                "id": o.meta.id,
+                "result": o.result,
+                "seconds": round(o.seconds, 3),
+                "checks_passed": sum(c.passed for c in report.checks) if report else 0,
+                "checks": len(report.checks) if report else 0,
+                "cloud_only": o.cloud_only,
+                "figures": [dataclasses.asdict(f) for f in report.figures] if report else [],
+            }
+        )
+    document = {"total_seconds": round(total, 3), "spark_start_seconds": spark_start, "patterns": patterns}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2, default=str) + "\n")
 
 
 def _run_one(meta: PatternMeta, *, quiet: bool) -> Outcome:
@@ -137,7 +193,7 @@ def _run_one(meta: PatternMeta, *, quiet: bool) -> Outcome:
         return Outcome(meta, "passed" if code == 0 else f"exit {code}", seconds)
     figures = "; ".join(f"{f.label} = {f.formatted()}" for f in report.key_figures[:4])
     result = "passed" if code == 0 else ("invariant broken" if code == 1 else f"error (exit {code})")
-    return Outcome(meta, result, seconds, figures, len(report.cloud_only))
+    return Outcome(meta, result, seconds, figures, len(report.cloud_only), report)
 
 
 def _print_summary(outcomes: list[Outcome], total: float) -> None:
@@ -152,6 +208,138 @@ def _print_summary(outcomes: list[Outcome], total: float) -> None:
         table.add_row(o.meta.id, f"[{colour}]{o.result}[/]", f"{o.seconds:.1f}", escape(o.figures), str(o.cloud_only))
     console.print(table)
     console.print(f"total {total:.1f} s")
+
+
+def cmd_kafka(action: str, *, port: int | None = None, timeout: float = 120.0) -> int:
+    """Manage the local broker; with KAFKA_BOOTSTRAP_SERVERS set, report on the configured cluster instead."""
+    from expert.runtime import kafka
+    from expert.runtime.config import load_settings
+
+    settings = load_settings().kafka
+    if settings.is_cloud:
+        servers = settings.get("KAFKA_BOOTSTRAP_SERVERS")
+        console.print(f"KAFKA_BOOTSTRAP_SERVERS is set ({escape(servers or '')}): patterns use that cluster.")
+        if action != "status":
+            console.print("This project starts and stops only its local broker; remove the key to use it.")
+            return 0
+        from confluent_kafka.admin import AdminClient
+
+        endpoint = kafka.KafkaEndpoint(servers or "", settings)
+        try:
+            metadata = AdminClient(endpoint.client_config()).list_topics(timeout=10)
+        except Exception as exc:
+            raise ExpertError(
+                f"could not reach the Kafka cluster at {servers}: {str(exc).splitlines()[0]}",
+                "check KAFKA_BOOTSTRAP_SERVERS, the KAFKA_SASL_* credentials and your network",
+            ) from None
+        console.print(f"[green]reachable[/]: {len(metadata.brokers)} broker(s), {len(metadata.topics)} topic(s)")
+        return 0
+    if action == "start":
+        with console.status("Starting the Kafka broker (the first start downloads its jars)…"):
+            started = kafka.start_broker(port=port, timeout=timeout)
+        state = started.state
+        if started.already_running:
+            console.print(
+                f"Kafka broker already running: pid {state.pid}, bootstrap [bold]{state.bootstrap_servers}[/]"
+            )
+            return 0
+        parts = [f"started in {started.start_seconds:.1f} s"]
+        if started.formatted_now:
+            parts.append(f"storage formatted in {started.format_seconds:.1f} s")
+        if started.classpath_resolved_now:
+            parts.append(f"jars resolved in {started.classpath_seconds:.1f} s")
+        console.print(
+            f"[green]Kafka {state.version} broker running[/]: pid {state.pid}, bootstrap "
+            f"[bold]{state.bootstrap_servers}[/] ({'; '.join(parts)})\n"
+            f"data {escape(state.data_dir)} · log {escape(state.log_file)} · stop it with `expert kafka stop`"
+        )
+        return 0
+    if action == "stop":
+        status = kafka.stop_broker()
+        console.print(f"Kafka broker {escape(status.detail)}")
+        return 0
+    status = kafka.broker_status()
+    colour = "green" if status.running else "yellow"
+    console.print(f"Kafka broker: [{colour}]{escape(status.detail)}[/]")
+    if status.running and status.state is not None:
+        from confluent_kafka.admin import AdminClient
+
+        state = status.state
+        metadata = AdminClient({"bootstrap.servers": state.bootstrap_servers, "logger": kafka.client_logger()})
+        topics = sorted(t for t in metadata.list_topics(timeout=10).topics if not t.startswith("__"))
+        console.print(
+            f"  version {state.version} · bootstrap {state.bootstrap_servers} · up {time.time() - state.started_at:.0f} s\n"
+            f"  topics: {escape(', '.join(topics) or '(none)')}\n  data {escape(state.data_dir)} · log {escape(state.log_file)}"
+        )
+    return 0 if status.running else 3
+
+
+def _add_spark_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    spark = sub.add_parser("spark", help="a local Spark Connect server or standalone cluster (127.0.0.1)")
+    targets = spark.add_subparsers(dest="target", required=True)
+    connect = targets.add_parser("connect-server", help="a Spark Connect server with Delta Lake")
+    connect.add_argument("action", choices=("start", "stop", "status"))
+    connect.add_argument("--port", type=int, default=15002, help="gRPC port on 127.0.0.1 (default 15002)")
+    connect.add_argument(
+        "--master", default="local[*]", help="where the server runs jobs: local[*] (default) or spark://127.0.0.1:7077"
+    )
+    connect.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the server (default 120)")
+    cluster = targets.add_parser("cluster", help="a standalone master and one worker")
+    cluster.add_argument("action", choices=("start", "stop", "status"))
+    cluster.add_argument("--port", type=int, default=7077, help="master port on 127.0.0.1 (default 7077)")
+    cluster.add_argument("--cores", type=int, help="cores the worker offers (default: all)")
+    cluster.add_argument("--memory", default="4g", help="memory the worker offers executors (default 4g)")
+    cluster.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for each daemon (default 120)")
+
+
+def cmd_spark(args: argparse.Namespace) -> int:
+    """Start, stop or inspect the local Spark Connect server or standalone cluster."""
+    from expert.runtime import cluster
+
+    if args.target == "connect-server":
+        if args.action == "start":
+            with console.status("Starting the Spark Connect server (Delta Lake, 127.0.0.1)…"):
+                started = cluster.start_connect_server(port=args.port, master=args.master, timeout=args.timeout)
+            state = started.state
+            how = "already running" if started.already_running else f"started in {state.start_seconds:.1f} s"
+            console.print(
+                f"[green]Spark Connect server {how}[/]: pid {state.pid}, [bold]{state.url}[/] (jobs run on {escape(state.master)})\n"
+                f"Run a pattern over it: [bold]SPARK_REMOTE={state.url} expert run databricks/01[/]\n"
+                f"log {escape(state.log_file)} · stop it with `expert spark connect-server stop`"
+            )
+            return 0
+        if args.action == "stop":
+            console.print(f"Spark Connect server: {escape(cluster.stop_connect_server().detail)}")
+            return 0
+        status = cluster.connect_server_status()
+        console.print(f"Spark Connect server: [{'green' if status.running else 'yellow'}]{escape(status.detail)}[/]")
+        if status.state is not None:
+            console.print(f"  log {escape(status.state.log_file)}")
+        return 0 if status.running else 3
+    if args.action == "start":
+        with console.status("Starting a standalone Spark master and worker (127.0.0.1)…"):
+            started = cluster.start_cluster(port=args.port, cores=args.cores, memory=args.memory, timeout=args.timeout)
+        for part in (started.master, started.worker):
+            how = "already running" if part.already_running else f"started in {part.state.start_seconds:.1f} s"
+            console.print(
+                f"[green]{part.state.role} {how}[/]: pid {part.state.pid}, {part.state.url}, "
+                f"web UI {part.state.web_ui} · log {escape(part.state.log_file)}"
+            )
+        console.print(
+            f"Run the patterns on it: [bold]SPARK_MASTER={started.url} expert run all[/] · "
+            "stop it with `expert spark cluster stop`"
+        )
+        return 0
+    if args.action == "stop":
+        for status in cluster.stop_cluster():
+            console.print(f"Spark {status.role}: {escape(status.detail)}")
+        return 0
+    statuses = cluster.cluster_status()
+    for status in statuses:
+        colour = "green" if status.running else "yellow"
+        ui = f" · web UI {status.state.web_ui}" if status.running and status.state else ""
+        console.print(f"Spark {status.role}: [{colour}]{escape(status.detail)}[/]{ui}")
+    return 0 if all(s.running for s in statuses) else 3
 
 
 @dataclass

@@ -1,0 +1,412 @@
+"""`expert bench`: measure what a learner's machine does with this curriculum, honestly.
+
+Why a command and not timed tests: a performance goal enforced by a test fails on a busy CI
+machine for reasons that have nothing to do with the code. Measured figures with their method,
+their spread and the machine they came from tell a reader what to expect and where time goes.
+
+Every measurement runs in a fresh child process (a cold JVM is part of what is measured), one
+after another, and writes:
+- `.work/bench/results.json`: every figure with how it was measured;
+- `BENCHMARKS.md`: the same as tables, with the machine's facts and the targets of issue 7.
+
+Measured:
+- Spark session start, cold (a new process to a first result, Delta jars already cached) and
+  warm (`get_spark()` again in the same process: session reuse), repeated; the local Snowflake
+  engine (fakesnow on DuckDB) open to a first result, repeated;
+- every pattern at its default size: standalone (its own process) and inside one
+  `expert run all` process (one JVM for all), from the runs' own reports;
+- the medallion pipeline (bronze, silver, gold of `expert.lakehouse`) at each `--scales` size:
+  seconds and rows per second per stage and the growth per 10x data, next to the same daily-sales
+  aggregate computed by DuckDB from the same landed files (the single-node reference);
+- Z-order skipping (databricks/01) and streaming latency and throughput (integration/02), as
+  those patterns measured them in the `expert run all` process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from expert import PROJECT_ROOT
+from expert.runtime.errors import ExpertError
+from expert.runtime.workdir import work_root
+
+BENCH_FILE = PROJECT_ROOT / "BENCHMARKS.md"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--scales",
+        default="1e5,1e6",
+        help="generated rows for the medallion scale runs, comma-separated (default 1e5,1e6; 1e7 takes many minutes)",
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="repetitions of each start-up measurement (default 3)")
+    parser.add_argument("--skip-standalone", action="store_true", help="skip running each pattern in its own process")
+    parser.add_argument("--skip-patterns", action="store_true", help="skip the pattern runs (start-up and scale only)")
+    parser.add_argument("--out", type=Path, default=BENCH_FILE, help=f"Markdown report (default {BENCH_FILE.name})")
+
+
+# ---------------------------------------------------------------------------------- child processes
+
+
+def _child(code: str, *args: str, timeout: float = 3600) -> dict[str, Any]:
+    """Run `python -c code args` in a fresh interpreter; its last stdout line is a JSON result."""
+    process = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    lines = [line for line in process.stdout.splitlines() if line.startswith("{")]
+    if process.returncode != 0 or not lines:
+        tail = "\n".join((process.stderr or process.stdout).splitlines()[-15:])
+        raise ExpertError(f"a benchmark child process failed (exit {process.returncode}):\n{tail}", "see the output")
+    return dict(json.loads(lines[-1]))
+
+
+SPARK_START = """
+import json, time
+t0 = time.perf_counter()
+from expert.runtime.spark import get_spark
+get_spark([]).range(1).count()
+cold = time.perf_counter() - t0
+t1 = time.perf_counter()
+get_spark([]).range(1).count()
+print(json.dumps({"cold": cold, "warm": time.perf_counter() - t1}))
+"""
+
+SNOWFLAKE_START = """
+import json, sys, tempfile, time
+from pathlib import Path
+t0 = time.perf_counter()
+from expert.runtime.config import load_settings
+from expert.runtime.snowflake import snowflake_session
+with snowflake_session(load_settings().snowflake, db_path=Path(tempfile.mkdtemp())) as session:
+    session.scalar("SELECT 1")
+print(json.dumps({"seconds": time.perf_counter() - t0}))
+"""
+
+MEDALLION = """
+import json, sys, tempfile, time
+from pathlib import Path
+rows = int(float(sys.argv[1]))
+from expert.runtime.spark import get_spark
+from expert.runtime.data import EcommerceWorld
+from expert.lakehouse import MedallionLayout, land_raw, run_bronze, run_silver, run_gold
+spark = get_spark([])
+spark.range(1).count()
+root = Path(tempfile.mkdtemp(prefix="bench-medallion-"))
+layout = MedallionLayout.local(root / "lake")
+t = time.perf_counter()
+land_raw(EcommerceWorld(rows, seed=42), layout, batches=3)
+result = {"rows": rows, "land": time.perf_counter() - t}
+for name, step in (("bronze", run_bronze), ("silver", run_silver), ("gold", run_gold)):
+    t = time.perf_counter()
+    out = step(spark, layout)
+    result[name] = time.perf_counter() - t
+    if name == "bronze":
+        result["bronze_rows"] = sum(out.rows.values())
+import duckdb
+orders = str(layout.landing / "orders" / "*.csv")
+t = time.perf_counter()
+daily = duckdb.sql(f'''
+    WITH latest AS (
+        SELECT * FROM read_csv_auto('{orders}', header = true)
+        WHERE order_id IS NOT NULL
+        QUALIFY row_number() OVER (PARTITION BY order_id ORDER BY updated_at DESC) = 1)
+    SELECT CAST(order_ts AS DATE) AS day, count(*) AS orders, round(sum(amount), 2) AS revenue
+    FROM latest GROUP BY 1''').fetchall()
+result["duckdb_gold"] = time.perf_counter() - t
+result["duckdb_revenue"] = float(sum(r[2] for r in daily))
+gold = spark.read.format("delta").load(layout.table("gold_daily_sales")).selectExpr("sum(revenue)").first()[0]
+result["spark_revenue"] = float(gold)
+print(json.dumps(result))
+"""
+
+
+def _spread(values: Sequence[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def measure_startup(repeat: int) -> dict[str, Any]:
+    spark = [_child(SPARK_START) for _ in range(repeat)]
+    snowflake = [_child(SNOWFLAKE_START)["seconds"] for _ in range(repeat)]
+    return {
+        "spark_cold": _spread([r["cold"] for r in spark]),
+        "spark_warm": _spread([r["warm"] for r in spark]),
+        "snowflake_local": _spread(snowflake),
+    }
+
+
+def measure_run_all(directory: Path) -> dict[str, Any]:
+    """One `expert run all --quiet` process: per-pattern seconds and figures, from its JSON."""
+    out = directory / "run-all.json"
+    started = time.perf_counter()
+    process = subprocess.run(
+        [sys.executable, "-m", "expert.cli", "run", "all", "--quiet", "--json", str(out)],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if not out.is_file():
+        raise ExpertError(f"`expert run all` wrote no results (exit {process.returncode})", "run it to see why")
+    document = dict(json.loads(out.read_text()))
+    document["process_seconds"] = time.perf_counter() - started
+    document["exit_code"] = process.returncode
+    return document
+
+
+def measure_standalone(pattern_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Each pattern as a learner runs it: `python expert/<track>/<NN_name>.py`, wall time of the process."""
+    from expert.runtime.pattern import select_patterns
+
+    results = {}
+    for pattern_id in pattern_ids:
+        meta = select_patterns(pattern_id)[0]
+        started = time.perf_counter()
+        process = subprocess.run(
+            [sys.executable, str(meta.path), "--quiet"], cwd=PROJECT_ROOT, capture_output=True, check=False
+        )
+        results[pattern_id] = {"seconds": time.perf_counter() - started, "exit_code": process.returncode}
+    return results
+
+
+def measure_scales(scales: Sequence[int]) -> list[dict[str, Any]]:
+    return [_child(MEDALLION, str(rows)) for rows in scales]
+
+
+# ---------------------------------------------------------------------------------- report
+
+
+def machine_facts() -> dict[str, str]:
+    java = subprocess.run(["java", "-version"], capture_output=True, text=True, check=False).stderr.splitlines()
+    memory = next(
+        (line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")),
+        "0",
+    )
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cores": str(os.cpu_count()),
+        "memory": f"{int(memory) / 1024 / 1024:.1f} GiB",
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "java": java[0] if java else "not found",
+        "pyspark": version("pyspark"),
+        "delta-spark": version("delta-spark"),
+        "fakesnow": version("fakesnow"),
+        "duckdb": version("duckdb"),
+    }
+
+
+def _figure(run_all: dict[str, Any], pattern_id: str, label: str) -> dict[str, Any] | None:
+    for pattern in run_all.get("patterns", []):
+        if pattern["id"] == pattern_id:
+            return next((f for f in pattern["figures"] if f["label"] == label), None)
+    return None
+
+
+def _fmt(seconds: float) -> str:
+    return f"{seconds:.1f}"
+
+
+def render(results: dict[str, Any]) -> str:
+    """BENCHMARKS.md from the results: tables, methods, targets."""
+    facts = results["machine"]
+    lines = [
+        "# Benchmarks",
+        "",
+        "Generated by `expert bench` (expert/bench.py) in one go on the machine below; every figure is",
+        "measured by the command, in fresh child processes run one after another. Rerun it to refresh",
+        "this file: numbers from another machine belong in its own copy.",
+        "",
+        "| machine | |",
+        "| --- | --- |",
+        *[f"| {k} | {v} |" for k, v in facts.items()],
+        "",
+    ]
+    startup = results["startup"]
+    lines += [
+        "## Start-up",
+        "",
+        "| what | median s | min–max s | n | how |",
+        "| --- | ---: | ---: | ---: | --- |",
+    ]
+    for key, how in (
+        ("spark_cold", "new Python process → `get_spark()` → `range(1).count()`; Delta jars cached (no Ivy)"),
+        ("spark_warm", "`get_spark()` again in the same process → first result: what session reuse costs"),
+        ("snowflake_local", "new process → fakesnow session on a fresh DuckDB file → `SELECT 1` (imports included)"),
+    ):
+        s = startup[key]
+        lines.append(
+            f"| {key.replace('_', ' ')} | {s['median']:.2f} | {s['min']:.2f}–{s['max']:.2f} | {s['n']} | {how} |"
+        )
+    lines.append("")
+    run_all = results.get("run_all")
+    standalone = results.get("standalone", {})
+    if run_all:
+        lines += [
+            "## Patterns at default size",
+            "",
+            f"`expert run all --quiet` in one process: **{_fmt(run_all['total_seconds'])} s** in total "
+            f"(Spark start {_fmt(run_all.get('spark_start_seconds') or 0)} s, once); process wall time "
+            f"{_fmt(run_all['process_seconds'])} s including interpreter start and imports. Standalone: "
+            "`python expert/<track>/<NN>.py --quiet`, one process per pattern, its wall time.",
+            "",
+            "| pattern | result | in `run all` s | standalone s | standalone / in-run | checks |",
+            "| --- | --- | ---: | ---: | ---: | ---: |",
+        ]
+        for p in run_all["patterns"]:
+            alone = standalone.get(p["id"])
+            ratio = f"{alone['seconds'] / p['seconds']:.1f}x" if alone and p["seconds"] else "–"
+            alone_text = (
+                f"{_fmt(alone['seconds'])}" + ("" if alone["exit_code"] == 0 else f" (exit {alone['exit_code']})")
+                if alone
+                else "–"
+            )
+            lines.append(
+                f"| {p['id']} | {p['result']} | {_fmt(p['seconds'])} | {alone_text} | {ratio} | "
+                f"{p['checks_passed']}/{p['checks']} |"
+            )
+        lines.append("")
+    scales = results.get("scales", [])
+    if scales:
+        lines += [
+            "## Medallion pipeline at scale",
+            "",
+            "`expert.lakehouse` bronze → silver → gold on freshly generated data (three landed batches per",
+            "source, one `availableNow` run per layer), one fresh process per size. Rows = generated",
+            "clickstream events (orders, payments and customer snapshots scale with them); rows/s = bronze",
+            "rows ingested (all sources) / stage seconds. DuckDB: the daily-sales aggregate (dedup to each",
+            "order's latest version, then group by day) straight from the landed orders CSVs — the",
+            "single-node reference; both revenues are shown so the comparison is of the same answer.",
+            "",
+            "| rows | bronze rows | land s | bronze s | silver s | gold s | pipeline s | rows/s | DuckDB gold s | revenue (Spark / DuckDB) |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        ]
+        for s in scales:
+            total = s["bronze"] + s["silver"] + s["gold"]
+            lines.append(
+                f"| {s['rows']:,} | {s['bronze_rows']:,} | {_fmt(s['land'])} | {_fmt(s['bronze'])} | "
+                f"{_fmt(s['silver'])} | {_fmt(s['gold'])} | {_fmt(total)} | {s['bronze_rows'] / total:,.0f} | "
+                f"{s['duckdb_gold']:.2f} | {s['spark_revenue']:,.2f} / {s['duckdb_revenue']:,.2f} |"
+            )
+        growth = [
+            (b["bronze"] + b["silver"] + b["gold"]) / (a["bronze"] + a["silver"] + a["gold"])
+            for a, b in itertools.pairwise(scales)
+            if b["rows"] == 10 * a["rows"]
+        ]
+        if growth:
+            lines += ["", "Pipeline time growth per 10x data: " + ", ".join(f"{g:.2f}x" for g in growth) + "."]
+        lines.append("")
+    if run_all:
+        lines += ["## Figures measured by the patterns themselves (inside `expert run all`)", ""]
+        lines += ["| pattern | figure | value | how |", "| --- | --- | --- | --- |"]
+        for p in run_all["patterns"]:
+            for f in p["figures"]:
+                if f["key"] or p["id"] in ("databricks/01", "integration/02"):
+                    value = f"{f['value']:,}" if isinstance(f["value"], int) else str(f["value"])
+                    if isinstance(f["value"], float):
+                        value = f"{f['value']:,.3g}" if abs(f["value"]) < 100 else f"{f['value']:,.0f}"
+                    lines.append(f"| {p['id']} | {f['label']} | {value} {f['unit']} | {f['how']} |")
+        lines.append("")
+    lines += _targets(results)
+    return "\n".join(lines) + "\n"
+
+
+def _targets(results: dict[str, Any]) -> list[str]:
+    """Issue 7's targets against the figures above (what is not measured here says so)."""
+    rows = []
+    run_all = results.get("run_all") or {}
+    standalone = results.get("standalone", {})
+    if standalone:
+        worst_id, worst = max(standalone.items(), key=lambda kv: kv[1]["seconds"])
+        within = sum(1 for r in standalone.values() if r["seconds"] <= 20)
+        rows.append(
+            (
+                "one pattern standalone ≤ 20 s",
+                f"{within} of {len(standalone)} within; slowest {worst_id} {_fmt(worst['seconds'])} s",
+            )
+        )
+    if run_all:
+        rows.append(("whole curriculum in one process ≤ 120 s", f"{_fmt(run_all['total_seconds'])} s"))
+    zorder_before = _figure(run_all, "databricks/01", "files read before Z-order")
+    zorder_after = _figure(run_all, "databricks/01", "files read after Z-order")
+    if zorder_before and zorder_after:
+        cut = zorder_before["value"] / max(1, zorder_after["value"])
+        rows.append(
+            ("Z-order cuts files read ≥ 5x", f"{cut:.1f}x ({zorder_before['value']} → {zorder_after['value']} files)")
+        )
+    scales = results.get("scales", [])
+    big = [(a, b) for a, b in itertools.pairwise(scales) if a["rows"] >= 1_000_000 and b["rows"] == 10 * a["rows"]]
+    if big:
+        a, b = big[0]
+        ratio = (b["bronze"] + b["silver"] + b["gold"]) / (a["bronze"] + a["silver"] + a["gold"])
+        rows.append(("medallion 1e6 → 1e7 grows ≤ 10x", f"{ratio:.2f}x"))
+    else:
+        rows.append(("medallion 1e6 → 1e7 grows ≤ 10x", "not measured in this run (pass `--scales 1e5,1e6,1e7`)"))
+    lines = ["## Targets (issue 7)", "", "| target | measured here |", "| --- | --- |"]
+    lines += [f"| {target} | {value} |" for target, value in rows]
+    lines += [
+        "| full test suite ≤ 5 min | not measured by `expert bench`: see the README (`make test`) |",
+        "| streaming p95 produce → Delta ≤ 1 s at ≥ 5,000 events/s | see integration/02's figures above |",
+    ]
+    return lines
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """Run every measurement in turn, then write results.json and the Markdown report."""
+    from rich.console import Console
+
+    from expert.runtime.pattern import curriculum
+
+    console = Console(highlight=False)
+    directory = work_root() / "bench"
+    directory.mkdir(parents=True, exist_ok=True)
+    scales = [int(float(s)) for s in str(args.scales).split(",") if s.strip()]
+    results: dict[str, Any] = {"machine": machine_facts()}
+    with console.status("Start-up: Spark cold/warm, local Snowflake engine…"):
+        results["startup"] = measure_startup(args.repeat)
+    console.print(f"start-up measured ({args.repeat}x each)")
+    if not args.skip_patterns:
+        with console.status("`expert run all` in one process…"):
+            results["run_all"] = measure_run_all(directory)
+        console.print(f"run all: {results['run_all']['total_seconds']:.1f} s")
+        if not args.skip_standalone:
+            ids = [m.id for m in curriculum() if m.exists]
+            with console.status(f"{len(ids)} patterns, one process each…"):
+                results["standalone"] = measure_standalone(ids)
+            console.print("standalone runs measured")
+    for rows in scales:
+        with console.status(f"medallion at {rows:,} rows…"):
+            results.setdefault("scales", []).extend(measure_scales([rows]))
+        console.print(f"medallion at {rows:,} rows measured")
+    (directory / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    args.out.write_text(render(results))
+    console.print(f"wrote {args.out} and {directory / 'results.json'}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="expert bench", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run_bench(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

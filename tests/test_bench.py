@@ -1,0 +1,65 @@
+"""`expert bench` turns measurements into BENCHMARKS.md: ratios and targets come from the inputs."""
+
+from __future__ import annotations
+
+from expert.bench import render
+
+
+def _scale(rows: int, seconds: float) -> dict[str, float | int]:
+    third = seconds / 3
+    return {
+        "rows": rows,
+        "bronze_rows": rows,
+        "land": 0.1,
+        "bronze": third,
+        "silver": third,
+        "gold": third,
+        "duckdb_gold": 0.01,
+        "spark_revenue": 10.0,
+        "duckdb_revenue": 10.0,
+    }
+
+
+def _results() -> dict:
+    spread = {"median": 1.0, "min": 1.0, "max": 1.0, "n": 1}
+    return {
+        "machine": {"cores": "2"},
+        "startup": {"spark_cold": spread, "spark_warm": spread, "snowflake_local": spread},
+        "run_all": {
+            "total_seconds": 100.0,
+            "spark_start_seconds": 9.0,
+            "process_seconds": 102.0,
+            "patterns": [
+                {
+                    "id": "databricks/01",
+                    "result": "passed",
+                    "seconds": 30.0,
+                    "checks_passed": 5,
+                    "checks": 5,
+                    "figures": [
+                        {"label": "files read before Z-order", "value": 48, "unit": "of 48", "how": "m", "key": True},
+                        {"label": "files read after Z-order", "value": 3, "unit": "of 12", "how": "m", "key": True},
+                    ],
+                }
+            ],
+        },
+        "standalone": {"databricks/01": {"seconds": 45.0, "exit_code": 0}},
+        "scales": [_scale(1_000_000, 60.0), _scale(10_000_000, 300.0)],
+    }
+
+
+def test_report_computes_ratios_and_targets_from_the_measurements() -> None:
+    text = render(_results())
+    assert "| databricks/01 | passed | 30.0 | 45.0 | 1.5x | 5/5 |" in text
+    assert "Pipeline time growth per 10x data: 5.00x." in text
+    assert "| medallion 1e6 → 1e7 grows ≤ 10x | 5.00x |" in text
+    assert "| Z-order cuts files read ≥ 5x | 16.0x (48 → 3 files) |" in text
+    assert "| one pattern standalone ≤ 20 s | 0 of 1 within; slowest databricks/01 45.0 s |" in text
+    assert "| whole curriculum in one process ≤ 120 s | 100.0 s |" in text
+
+
+def test_report_says_what_it_did_not_measure() -> None:
+    results = _results()
+    results["scales"] = [_scale(100_000, 20.0)]
+    text = render(results)
+    assert "not measured in this run" in text
