@@ -90,9 +90,9 @@ def test_ddl_rendering_and_credit_model() -> None:
 
 @pytest.fixture(scope="module")
 def fakesnow_server() -> Iterator[dict]:
-    import fakesnow
+    from expert.runtime.snowflake import local_server
 
-    with fakesnow.server() as kwargs:
+    with local_server() as kwargs:
         yield kwargs
 
 

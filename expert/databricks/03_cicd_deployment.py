@@ -40,10 +40,8 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,8 +55,8 @@ import yaml
 from expert import PROJECT_ROOT
 from expert.lakehouse import GOLD_DAILY_FUNNEL, GOLD_DAILY_SALES, GOLD_SPECS, GoldSpec, MedallionLayout
 from expert.runtime.data import DAYS, EPOCH
-from expert.runtime.errors import ExpertError
 from expert.runtime.pattern import PatternRun, run_pattern
+from expert.runtime.snowflake import local_server
 
 if TYPE_CHECKING:
     from databricks.sdk.service.jobs import JobSettings
@@ -723,53 +721,6 @@ def apply_infrastructure(run: PatternRun) -> None:
 # ---------------------------------------------------------------------------------- snowflake migrations
 
 
-@contextlib.contextmanager
-def local_snowflake_server() -> Iterator[dict[str, Any]]:
-    """fakesnow's Snowflake server on 127.0.0.1: the real connector (and so schemachange) talks to it.
-
-    schemachange needs a real connection (session id, iterable cursors), which fakesnow's
-    in-process patch does not give; its server speaks the Snowflake REST protocol instead. Its
-    one unsupported statement, `ALTER SESSION SET QUERY_TAG`, is declared a no-op.
-    """
-    import fakesnow.server
-    import uvicorn
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(
-            fakesnow.server.app, host="127.0.0.1", port=port, log_level="warning", log_config=None, access_log=False
-        )
-    )
-    thread = threading.Thread(target=server.run, name="fakesnow-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    if not server.started:
-        raise ExpertError(
-            "the local Snowflake server (fakesnow) did not start", "rerun the pattern; see `expert doctor`"
-        )
-    try:
-        yield {
-            "account": "fakesnow",
-            "user": "fake",
-            "password": "snow",
-            "host": "127.0.0.1",
-            "port": port,
-            "protocol": "http",
-            "session_parameters": {
-                "CLIENT_OUT_OF_BAND_TELEMETRY_ENABLED": False,
-                "nop_regexes": ["^ALTER SESSION SET QUERY_TAG"],
-            },
-            "network_timeout": 10,
-        }
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
 def schemachange_environment(run: PatternRun, server: Mapping[str, Any] | None) -> dict[str, str]:
     """The SNOWFLAKE_* variables schemachange reads: the local server's, or the account's from .env."""
     if server is not None:
@@ -880,7 +831,7 @@ def snowflake_target(run: PatternRun) -> Iterator[tuple[dict[str, str], Snowflak
         return
     import snowflake.connector
 
-    with local_snowflake_server() as server:
+    with local_server() as server:
         connection = snowflake.connector.connect(**server)
         try:
             session = SnowflakeSession(connection, "local", SNOWFLAKE_DATABASES["prod"], "PUBLIC", run.narrator)

@@ -15,6 +15,8 @@ the session's local audit trail.
 from __future__ import annotations
 
 import contextlib
+import socket
+import threading
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -273,3 +275,50 @@ def snowflake_session(
             yield SnowflakeSession(connection, "local", database, schema, narrator)
         finally:
             connection.close()
+
+
+@contextlib.contextmanager
+def local_server() -> Iterator[dict[str, Any]]:
+    """fakesnow's Snowflake server on 127.0.0.1, yielding the connector's keyword arguments for it.
+
+    For code that needs a real connection over the network (schemachange: session id, iterable
+    cursors; the cloud code path's tests), which fakesnow's in-process patch does not give; the
+    server speaks the Snowflake REST protocol. Not `fakesnow.server()`: that function imports the
+    `fakesnow.server` module, which then shadows the function for the rest of the process. The one
+    statement schemachange issues that fakesnow lacks, `ALTER SESSION SET QUERY_TAG`, is a no-op.
+    """
+    import fakesnow.server
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(
+            fakesnow.server.app, host="127.0.0.1", port=port, log_level="warning", log_config=None, access_log=False
+        )
+    )
+    thread = threading.Thread(target=server.run, name="fakesnow-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if not server.started:
+        raise ExpertError("the local Snowflake server (fakesnow) did not start", "rerun; see `expert doctor`")
+    try:
+        yield {
+            "account": "fakesnow",
+            "user": "fake",
+            "password": "snow",
+            "host": "127.0.0.1",
+            "port": port,
+            "protocol": "http",
+            "session_parameters": {
+                "CLIENT_OUT_OF_BAND_TELEMETRY_ENABLED": False,
+                "nop_regexes": ["^ALTER SESSION SET QUERY_TAG"],
+            },
+            "network_timeout": 10,
+        }
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
