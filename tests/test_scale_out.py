@@ -64,6 +64,7 @@ CONNECT_GAPS: dict[str, KnownGap] = {
     "databricks/01": DELTA_TABLE_API,
     "databricks/02": DELTA_TABLE_API,
     "databricks/03": DELTA_TABLE_API,
+    "integration/01": DELTA_TABLE_API,
     "integration/02": KnownGap(
         "STREAMING_CONNECT_SERIALIZATION_ERROR",
         "its foreachBatch sinks are bound methods holding the client's SparkSession; over Connect the function is "
