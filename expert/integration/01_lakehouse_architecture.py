@@ -68,7 +68,7 @@ from expert.lakehouse import (
     run_medallion,
     table_version,
 )
-from expert.lakehouse.medallion import ensure_table, merge_metrics, quarantine_rows
+from expert.lakehouse.medallion import ensure_table, merge_rows, quarantine_rows
 from expert.runtime.data import EPOCH, DirtReport, EcommerceWorld
 from expert.runtime.pattern import PatternRun, run_pattern
 from expert.runtime.snowflake_ddl import (
@@ -452,7 +452,6 @@ def _products_batch(
     spark: SparkSession, layout: MedallionLayout, out: SilverOutcome
 ) -> Callable[[DataFrame, int], None]:
     """SCD type 1 product dimension: the newest version of each product wins; older replays change nothing."""
-    from delta.tables import DeltaTable
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -462,13 +461,12 @@ def _products_batch(
             quarantine_rows(split.quarantined, layout, SILVER_PRODUCTS, batch_id)
         newest = Window.partitionBy("product_id").orderBy(F.desc("updated_at"))
         latest = split.valid.withColumn("_rank", F.row_number().over(newest)).where("_rank = 1").drop("_rank")
-        metrics = merge_metrics(
-            DeltaTable.forPath(spark, layout.table(SILVER_PRODUCTS))
-            .alias("t")
-            .merge(latest.alias("s"), "t.product_id = s.product_id")
-            .whenMatchedUpdateAll(condition="s.updated_at > t.updated_at")
-            .whenNotMatchedInsertAll()
-            .execute()
+        metrics = merge_rows(
+            spark,
+            layout.table(SILVER_PRODUCTS),
+            latest,
+            "t.product_id = s.product_id",
+            update_when="s.updated_at > t.updated_at",
         )
         out.quality.add(split.counts)
         out.inserted += metrics["num_inserted_rows"]
@@ -484,7 +482,6 @@ def _payments_batch(
     spark: SparkSession, layout: MedallionLayout, out: SilverOutcome
 ) -> Callable[[DataFrame, int], None]:
     """Payments are immutable facts: the first delivery of each id is kept, redeliveries are counted."""
-    from delta.tables import DeltaTable
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -494,13 +491,7 @@ def _payments_batch(
             quarantine_rows(split.quarantined, layout, SILVER_PAYMENTS, batch_id)
         first = Window.partitionBy("payment_id").orderBy("_api_seq")
         unique = split.valid.withColumn("_rank", F.row_number().over(first)).where("_rank = 1").drop("_rank")
-        metrics = merge_metrics(
-            DeltaTable.forPath(spark, layout.table(SILVER_PAYMENTS))
-            .alias("t")
-            .merge(unique.alias("s"), "t.payment_id = s.payment_id")
-            .whenNotMatchedInsertAll()
-            .execute()
-        )
+        metrics = merge_rows(spark, layout.table(SILVER_PAYMENTS), unique, "t.payment_id = s.payment_id")
         out.quality.add(split.counts)
         out.inserted += metrics["num_inserted_rows"]
         out.duplicates += split.counts.rows_in - split.counts.dropped - metrics["num_inserted_rows"]

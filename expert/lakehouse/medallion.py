@@ -389,6 +389,23 @@ def merge_metrics(result: DataFrame) -> dict[str, int]:
     return {k: int(v or 0) for k, v in (row.asDict() if row else {}).items()}
 
 
+def merge_rows(
+    spark: SparkSession, location: str, rows: DataFrame, on: str, *, update_when: str | None = None
+) -> dict[str, int]:
+    """MERGE `rows` (alias `s`) into the Delta table at `location` (alias `t`) and return its metrics.
+
+    Unmatched rows are inserted; matched rows are updated only when `update_when` is given and
+    holds (e.g. `s.updated_at > t.updated_at`: a replayed or older version changes nothing), so
+    every silver upsert is idempotent on replay.
+    """
+    from delta.tables import DeltaTable
+
+    merge = DeltaTable.forPath(spark, location).alias("t").merge(rows.alias("s"), on)
+    if update_when is not None:
+        merge = merge.whenMatchedUpdateAll(condition=update_when)
+    return merge_metrics(merge.whenNotMatchedInsertAll().execute())
+
+
 def _persisted(process: Callable[[DataFrame, int], None]) -> Callable[[DataFrame, int], None]:
     """Cache the micro-batch while `process` runs: it is read several times (counts, quarantine, MERGE)."""
 
@@ -405,7 +422,6 @@ def _persisted(process: Callable[[DataFrame, int], None]) -> Callable[[DataFrame
 def _silver_events_batch(
     spark: SparkSession, layout: MedallionLayout, expectations: Sequence[Expectation], result: SilverTableResult
 ) -> Callable[[DataFrame, int], None]:
-    from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
     def process(batch: DataFrame, batch_id: int) -> None:
@@ -420,12 +436,8 @@ def _silver_events_batch(
             "_source_file",
             "_ingested_at",
         )
-        metrics = merge_metrics(
-            DeltaTable.forPath(spark, layout.table(SILVER_EVENTS))
-            .alias("t")
-            .merge(rows.alias("s"), "t.event_id = s.event_id AND t.event_ts = s.event_ts")
-            .whenNotMatchedInsertAll()
-            .execute()
+        metrics = merge_rows(
+            spark, layout.table(SILVER_EVENTS), rows, "t.event_id = s.event_id AND t.event_ts = s.event_ts"
         )
         result.quality.add(split.counts)
         result.inserted += metrics["num_inserted_rows"]
@@ -438,7 +450,6 @@ def _silver_events_batch(
 def _silver_orders_batch(
     spark: SparkSession, layout: MedallionLayout, expectations: Sequence[Expectation], result: SilverTableResult
 ) -> Callable[[DataFrame, int], None]:
-    from delta.tables import DeltaTable
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -465,13 +476,12 @@ def _silver_orders_batch(
             F.count_distinct("order_id").alias("keys"),
         ).first()
         assert shape is not None
-        metrics = merge_metrics(
-            DeltaTable.forPath(spark, layout.table(SILVER_ORDERS))
-            .alias("t")
-            .merge(latest.alias("s"), "t.order_id = s.order_id")
-            .whenMatchedUpdateAll(condition="s.updated_at > t.updated_at")
-            .whenNotMatchedInsertAll()
-            .execute()
+        metrics = merge_rows(
+            spark,
+            layout.table(SILVER_ORDERS),
+            latest,
+            "t.order_id = s.order_id",
+            update_when="s.updated_at > t.updated_at",
         )
         latest.unpersist()
         changed = metrics["num_inserted_rows"] + metrics["num_updated_rows"]
