@@ -51,7 +51,7 @@ from expert.lakehouse import (
     run_bronze,
     run_silver,
 )
-from expert.lakehouse.delta_ops import table_detail
+from expert.lakehouse.delta_ops import history, table_detail
 from expert.lakehouse.medallion import next_pending
 from expert.lakehouse.monitoring import (
     AlertEvaluator,
@@ -170,8 +170,6 @@ def record_quality(
 
 def record_delta(spark: SparkSession, metrics: PipelineMetrics, layout: MedallionLayout, seen: dict[str, int]) -> None:
     """Table size and version, and the operation metrics of every commit since the last look."""
-    from delta.tables import DeltaTable
-
     for table in WATCHED_TABLES:
         detail = table_detail(spark, layout.table(table))
         metrics.delta_version.labels(table).set(detail.version)
@@ -179,12 +177,7 @@ def record_delta(spark: SparkSession, metrics: PipelineMetrics, layout: Medallio
         metrics.delta_bytes.labels(table).set(detail.bytes)
         if detail.version <= seen.get(table, -1):
             continue
-        commits = (
-            DeltaTable.forPath(spark, layout.table(table))
-            .history(detail.version - seen.get(table, -1))
-            .select("version", "operation", "operationMetrics")
-            .collect()
-        )
+        commits = history(spark, layout.table(table), detail.version - seen.get(table, -1))
         for commit in sorted(commits, key=lambda c: c["version"]):
             op = str(commit["operation"])
             numbers = {k: int(v) for k, v in (commit["operationMetrics"] or {}).items() if str(v).isdigit()}

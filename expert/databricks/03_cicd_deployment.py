@@ -54,6 +54,7 @@ import yaml
 
 from expert import PROJECT_ROOT
 from expert.lakehouse import GOLD_DAILY_FUNNEL, GOLD_DAILY_SALES, GOLD_SPECS, GoldSpec, MedallionLayout
+from expert.lakehouse.delta_ops import history
 from expert.runtime.data import DAYS, EPOCH
 from expert.runtime.pattern import PatternRun, run_pattern
 from expert.runtime.snowflake import local_server
@@ -1289,15 +1290,7 @@ def redeploy_is_idempotent(run: PatternRun, env: Environments, release: Release)
 
 
 def history_table(spark: SparkSession, location: str) -> list[dict[str, Any]]:
-    from delta.tables import DeltaTable
-
-    rows = (
-        DeltaTable.forPath(spark, location)
-        .history()
-        .select("version", "operation", "operationParameters")
-        .orderBy("version")
-        .collect()
-    )
+    rows = sorted(history(spark, location, None), key=lambda commit: commit["version"])
     return [
         {
             "version": r["version"],

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from expert.lakehouse.delta_ops import history
 from expert.runtime.data import EPOCH, EVENT_TYPES, Dirt, EcommerceWorld, corrupt_lines
 from expert.runtime.errors import ExpertError
 from expert.runtime.kafka import KafkaEndpoint, kafka_endpoint
@@ -1116,15 +1117,13 @@ def verify_exactly_once(
     run: PatternRun, spark: SparkSession, lake: Lake, plan: EventPlan, *, stats: StreamStats, sink: SnowflakeSink
 ) -> None:
     """Every on-time event exactly once in silver and in Snowflake; the replayed batch changed nothing."""
-    from delta.tables import DeltaTable
-
     silver = spark.read.format("delta").load(lake.table("silver")).select("event_id", "batch_id").toPandas()
     silver_ids = silver["event_id"]
     expected = set(plan.expected_silver["event_id"].astype(int))
     snowflake_ids = sink.session.fetch_df("SELECT EVENT_ID FROM EVENTS")["EVENT_ID"].astype(int)
     ledger = sink.session.fetch_df("SELECT BATCH_ID, ROWS_LOADED FROM BATCH_LEDGER ORDER BY BATCH_ID")
     per_batch = silver.groupby("batch_id").size().rename("count").reset_index()
-    writes = DeltaTable.forPath(spark, lake.table("silver")).history().filter("operation = 'WRITE'").count()
+    writes = sum(1 for commit in history(spark, lake.table("silver"), None) if commit["operation"] == "WRITE")
     run.table(
         [
             {"": "distinct events produced", "events": plan.count("event")},

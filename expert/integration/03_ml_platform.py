@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from expert.lakehouse.delta_ops import merge_into
 from expert.ml import stats
 from expert.ml.serving import ModelEndpoint
 from expert.ml.tracking import (
@@ -263,21 +264,17 @@ def activity_snapshots(events: DataFrame, customers: DataFrame, first_day: int, 
 
 
 def merge_features(spark: SparkSession, path: str, updates: DataFrame) -> dict[str, int]:
-    """Upsert snapshots by primary key; unchanged rows are not rewritten. Returns Delta's metrics."""
-    from delta.tables import DeltaTable
-
+    """Upsert snapshots by primary key; unchanged rows are not rewritten. Returns the rows inserted and updated."""
     value_columns = [c for c in updates.columns if c not in ("customer_id", "feature_ts")]
     changed = " OR ".join(f"NOT (t.{c} <=> s.{c})" for c in value_columns)
-    (
-        DeltaTable.forPath(spark, path)
-        .alias("t")
-        .merge(updates.alias("s"), "t.customer_id = s.customer_id AND t.feature_ts = s.feature_ts")
-        .whenMatchedUpdateAll(condition=changed)
-        .whenNotMatchedInsertAll()
-        .execute()
+    metrics = merge_into(
+        spark,
+        path,
+        updates,
+        "ON t.customer_id = s.customer_id AND t.feature_ts = s.feature_ts"
+        f" WHEN MATCHED AND ({changed}) THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *",
     )
-    metrics = DeltaTable.forPath(spark, path).history(1).select("operationMetrics").first()[0]
-    return {k: int(metrics.get(k, 0)) for k in ("numTargetRowsInserted", "numTargetRowsUpdated")}
+    return {k: metrics[k] for k in ("num_inserted_rows", "num_updated_rows")}
 
 
 def profile_features(world: EcommerceWorld) -> pd.DataFrame:
@@ -986,8 +983,8 @@ def build_feature_store(run: PatternRun, scene: Scene) -> None:
     )
     run.check(
         "re-running the day's feature job (a MERGE) changes nothing",
-        rerun == {"numTargetRowsInserted": 0, "numTargetRowsUpdated": 0},
-        f"inserted {rerun['numTargetRowsInserted']}, updated {rerun['numTargetRowsUpdated']}",
+        rerun == {"num_inserted_rows": 0, "num_updated_rows": 0},
+        f"inserted {rerun['num_inserted_rows']}, updated {rerun['num_updated_rows']}",
     )
     try:
         spark.sql(
@@ -1261,7 +1258,7 @@ def monitor_drift(run: PatternRun, scene: Scene, train: pd.DataFrame) -> pd.Data
     added = merge_features(
         scene.spark, scene.lake.activity, activity_snapshots(scene.events, scene.customers, DEPLOY_DAY + 1, RETRAIN_DAY)
     )
-    run.say(f"the daily feature job ran on through day {RETRAIN_DAY}: {added['numTargetRowsInserted']:,} snapshot rows")
+    run.say(f"the daily feature job ran on through day {RETRAIN_DAY}: {added['num_inserted_rows']:,} snapshot rows")
     activity = scene.spark.read.format("delta").load(scene.lake.activity)
     frames = snapshot_frames(activity, scene.profile, (DEPLOY_DAY, MONITOR_DAY, RETRAIN_DAY))
     before, now = f"psi day {DEPLOY_DAY}", f"psi day {MONITOR_DAY}"

@@ -1,14 +1,20 @@
-"""Measuring and operating Delta tables: files a query really read, table detail, history, confs.
+"""Measuring and operating Delta tables: files a query really read, table detail, history, MERGE, confs.
 
 Why: "OPTIMIZE made it faster" is a claim; the number of files the scan actually opened is a
 measurement. Spark's file scan node keeps SQL metrics ("number of files read", "size of files
 read") — the same numbers the Spark UI's SQL tab shows — and Delta's data skipping happens before
 the scan, so those metrics count only the files that survived skipping.
+
+Everything here is Delta SQL (`DESCRIBE DETAIL`, `DESCRIBE HISTORY`, `MERGE INTO`) rather than the
+Python `DeltaTable` API: SQL is parsed by the server, so the same call works on a local session,
+on a cluster and over Spark Connect / Databricks Connect, where `DeltaTable` needs Delta's Connect
+server plugin (not published for every Delta release: 4.4.0 on Spark 4.2 has none).
 """
 
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -49,16 +55,62 @@ def _metric(node: Any, key: str) -> int:
 def measure_scan(df: DataFrame) -> tuple[list[Any], ScanMetrics]:
     """Execute `df` (collect) and read its file-scan SQL metrics from the executed plan.
 
-    Classic (py4j) Spark only: the metrics live on the JVM plan object of this very DataFrame.
+    Classic Spark: the metrics live on the JVM plan object of this very DataFrame. Spark Connect:
+    the server sends the executed plan's metrics back with the result (`executionInfo`).
     """
     rows = df.collect()
-    plan = df._jdf.queryExecution().executedPlan()
-    scans = [n for n in _plan_nodes(plan) if n.metrics().get("numFiles").isDefined()]
+    if hasattr(df, "_jdf"):
+        plan = df._jdf.queryExecution().executedPlan()
+        nodes = [n for n in _plan_nodes(plan) if n.metrics().get("numFiles").isDefined()]
+        totals = {key: sum(_metric(n, key) for n in nodes) for key in ("numFiles", "filesSize", "numOutputRows")}
+    else:
+        scans = [
+            {m.name: int(m.value) for m in node.metrics}
+            for node in df.executionInfo.metrics._metrics
+            if any(m.name == "numFiles" for m in node.metrics)
+        ]
+        totals = {key: sum(scan.get(key, 0) for scan in scans) for key in ("numFiles", "filesSize", "numOutputRows")}
     return rows, ScanMetrics(
-        files_read=sum(_metric(n, "numFiles") for n in scans),
-        bytes_read=sum(_metric(n, "filesSize") for n in scans),
-        rows_output=sum(_metric(n, "numOutputRows") for n in scans),
+        files_read=totals["numFiles"], bytes_read=totals["filesSize"], rows_output=totals["numOutputRows"]
     )
+
+
+NOT_A_DELTA_TABLE = frozenset({"DELTA_MISSING_DELTA_TABLE", "DELTA_TABLE_ONLY_OPERATION", "PATH_NOT_FOUND"})
+"""Error conditions Delta raises for a path with no Delta table (missing, empty or another format)."""
+
+
+def is_delta_table(spark: SparkSession, location: str) -> bool:
+    """Whether `location` holds a Delta table (a missing or non-Delta path is simply False)."""
+    return latest_version(spark, location) is not None
+
+
+def latest_version(spark: SparkSession, location: str) -> int | None:
+    """The latest committed version of the Delta table at `location`, None if there is no table (reads the log)."""
+    from pyspark.errors import AnalysisException
+
+    try:
+        row = spark.sql(f"DESCRIBE HISTORY delta.`{location}` LIMIT 1").select("version").first()
+    except AnalysisException as error:
+        if error.getCondition() in NOT_A_DELTA_TABLE:
+            return None
+        raise
+    return None if row is None else int(row["version"])
+
+
+def merge_into(spark: SparkSession, location: str, source: DataFrame, clauses: str) -> dict[str, int]:
+    """`MERGE INTO delta.`location` t USING source s <clauses>` and return its row counts.
+
+    `clauses` is the rest of the statement (`ON … WHEN MATCHED … WHEN NOT MATCHED …`). The source
+    is a session temp view with a unique name, dropped afterwards, so concurrent merges in one
+    session (several streams' foreachBatch) cannot see each other's rows.
+    """
+    view = f"_merge_source_{uuid.uuid4().hex}"
+    source.createOrReplaceTempView(view)
+    try:
+        result = spark.sql(f"MERGE INTO delta.`{location}` AS t USING {view} AS s {clauses}").first()
+    finally:
+        spark.catalog.dropTempView(view)
+    return {k: int(v or 0) for k, v in (result.asDict() if result else {}).items()}
 
 
 @dataclass(frozen=True)
@@ -71,23 +123,18 @@ class TableDetail:
 
 
 def table_detail(spark: SparkSession, location: str) -> TableDetail:
-    from delta.tables import DeltaTable
-
-    table = DeltaTable.forPath(spark, location)
-    detail = table.detail().select("numFiles", "sizeInBytes").first()
-    version = table.history(1).select("version").first()
+    detail = spark.sql(f"DESCRIBE DETAIL delta.`{location}`").select("numFiles", "sizeInBytes").first()
+    version = latest_version(spark, location)
     assert detail is not None and version is not None
-    return TableDetail(int(detail["numFiles"]), int(detail["sizeInBytes"]), int(version["version"]))
+    return TableDetail(int(detail["numFiles"]), int(detail["sizeInBytes"]), version)
 
 
-def history(spark: SparkSession, location: str, limit: int = 20) -> list[dict[str, Any]]:
-    """The newest `limit` commits: version, time, operation, parameters and operation metrics."""
-    from delta.tables import DeltaTable
-
+def history(spark: SparkSession, location: str, limit: int | None = 20) -> list[dict[str, Any]]:
+    """The newest `limit` commits (all when None), newest first: version, time, operation, parameters,
+    operation metrics and the commit's user metadata."""
     rows = (
-        DeltaTable.forPath(spark, location)
-        .history(limit)
-        .select("version", "timestamp", "operation", "operationParameters", "operationMetrics")
+        spark.sql(f"DESCRIBE HISTORY delta.`{location}`" + ("" if limit is None else f" LIMIT {int(limit)}"))
+        .select("version", "timestamp", "operation", "operationParameters", "operationMetrics", "userMetadata")
         .collect()
     )
     return [r.asDict() for r in rows]

@@ -16,6 +16,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from expert.lakehouse.delta_ops import latest_version
 from expert.runtime.contracts import DataContract, QualityRule, normalize_type
 
 if TYPE_CHECKING:
@@ -90,11 +91,9 @@ def audit_table(spark: SparkSession, location: str, contract: DataContract, *, n
     `now` is the clock the freshness SLA is measured against (the job's start time in the cloud;
     the data generator's pinned end of time locally, so runs are reproducible).
     """
-    from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
-    history = DeltaTable.forPath(spark, location).history(1).select("version").first()
-    version = int(history["version"]) if history else 0
+    version = latest_version(spark, location) or 0
     df = spark.read.format("delta").option("versionAsOf", version).load(location)
     actual = {f.name: normalize_type(f.dataType.simpleString()) for f in df.schema.fields}
     expected = {c.name: c.physical_type for c in contract.columns}

@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from expert.lakehouse.delta_ops import is_delta_table, latest_version
+
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
@@ -72,12 +74,7 @@ class ReleaseRecord:
 
 def live_version(spark: SparkSession, location: str) -> int | None:
     """The latest committed version of the Delta table at `location`, or None if there is none."""
-    from delta.tables import DeltaTable
-
-    if not DeltaTable.isDeltaTable(spark, location):
-        return None
-    row = DeltaTable.forPath(spark, location).history(1).select("version").first()
-    return None if row is None else int(row["version"])
+    return latest_version(spark, location)
 
 
 def read_version(spark: SparkSession, location: str, version: int) -> DataFrame:
@@ -251,9 +248,7 @@ def record_decision(
 
 def read_release_log(spark: SparkSession, log_location: str) -> list[ReleaseRecord]:
     """Every decision, oldest first (empty when nothing was ever released)."""
-    from delta.tables import DeltaTable
-
-    if not DeltaTable.isDeltaTable(spark, log_location):
+    if not is_delta_table(spark, log_location):
         return []
     rows = spark.read.format("delta").load(log_location).orderBy("decided_at").collect()
     return [
