@@ -43,7 +43,7 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -62,12 +62,15 @@ from expert.lakehouse import (
     Expectation,
     MedallionLayout,
     MedallionResult,
-    QualityCounts,
+    SilverFlow,
+    SilverTableResult,
     apply_expectations,
     land_raw,
     run_medallion,
+    run_silver_flows,
     table_version,
 )
+from expert.lakehouse.delta_ops import history, is_delta_table
 from expert.lakehouse.medallion import ensure_table, merge_rows, quarantine_rows
 from expert.runtime.data import EPOCH, DirtReport, EcommerceWorld
 from expert.runtime.pattern import PatternRun, run_pattern
@@ -88,7 +91,6 @@ if TYPE_CHECKING:
     import pandas as pd
     import requests
     from pyspark.sql import DataFrame, SparkSession
-    from pyspark.sql.streaming import StreamingQuery
 
     from expert.runtime.snowflake import SnowflakeSession
 
@@ -437,113 +439,71 @@ def land_payments(
     return pull
 
 
-@dataclass
-class SilverOutcome:
-    """Where the bronze rows one silver flow read went: rows_read = quarantined + duplicates + inserted + updated."""
-
-    quality: QualityCounts = field(default_factory=QualityCounts)
-    duplicates: int = 0
-    inserted: int = 0
-    updated: int = 0
-    batches: int = 0
-
-
 def _products_batch(
-    spark: SparkSession, layout: MedallionLayout, out: SilverOutcome
-) -> Callable[[DataFrame, int], None]:
+    spark: SparkSession, layout: MedallionLayout, expectations: Sequence[Expectation], batch: DataFrame, batch_id: int
+) -> SilverTableResult:
     """SCD type 1 product dimension: the newest version of each product wins; older replays change nothing."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    def process(batch: DataFrame, batch_id: int) -> None:
-        split = apply_expectations(batch, SILVER_PRODUCTS, PRODUCT_EXPECTATIONS)
-        if split.counts.dropped:
-            quarantine_rows(split.quarantined, layout, SILVER_PRODUCTS, batch_id)
-        newest = Window.partitionBy("product_id").orderBy(F.desc("updated_at"))
-        latest = split.valid.withColumn("_rank", F.row_number().over(newest)).where("_rank = 1").drop("_rank")
-        metrics = merge_rows(
-            spark,
-            layout.table(SILVER_PRODUCTS),
-            latest,
-            "t.product_id = s.product_id",
-            update_when="s.updated_at > t.updated_at",
-        )
-        out.quality.add(split.counts)
-        out.inserted += metrics["num_inserted_rows"]
-        out.updated += metrics["num_updated_rows"]
-        changed = metrics["num_inserted_rows"] + metrics["num_updated_rows"]
-        out.duplicates += split.counts.rows_in - split.counts.dropped - changed
-        out.batches += 1
-
-    return process
+    split = apply_expectations(batch, SILVER_PRODUCTS, expectations)
+    if split.counts.dropped:
+        quarantine_rows(split.quarantined, layout, SILVER_PRODUCTS, batch_id)
+    newest = Window.partitionBy("product_id").orderBy(F.desc("updated_at"))
+    latest = split.valid.withColumn("_rank", F.row_number().over(newest)).where("_rank = 1").drop("_rank")
+    metrics = merge_rows(
+        spark,
+        layout.table(SILVER_PRODUCTS),
+        latest,
+        "t.product_id = s.product_id",
+        update_when="s.updated_at > t.updated_at",
+    )
+    changed = metrics["num_inserted_rows"] + metrics["num_updated_rows"]
+    return SilverTableResult(
+        SILVER_PRODUCTS,
+        quality=split.counts,
+        inserted=metrics["num_inserted_rows"],
+        updated=metrics["num_updated_rows"],
+        duplicates=split.counts.rows_in - split.counts.dropped - changed,
+        batches=1,
+    )
 
 
 def _payments_batch(
-    spark: SparkSession, layout: MedallionLayout, out: SilverOutcome
-) -> Callable[[DataFrame, int], None]:
+    spark: SparkSession, layout: MedallionLayout, expectations: Sequence[Expectation], batch: DataFrame, batch_id: int
+) -> SilverTableResult:
     """Payments are immutable facts: the first delivery of each id is kept, redeliveries are counted."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    def process(batch: DataFrame, batch_id: int) -> None:
-        split = apply_expectations(batch, SILVER_PAYMENTS, PAYMENT_EXPECTATIONS)
-        if split.counts.dropped:
-            quarantine_rows(split.quarantined, layout, SILVER_PAYMENTS, batch_id)
-        first = Window.partitionBy("payment_id").orderBy("_api_seq")
-        unique = split.valid.withColumn("_rank", F.row_number().over(first)).where("_rank = 1").drop("_rank")
-        metrics = merge_rows(spark, layout.table(SILVER_PAYMENTS), unique, "t.payment_id = s.payment_id")
-        out.quality.add(split.counts)
-        out.inserted += metrics["num_inserted_rows"]
-        out.duplicates += split.counts.rows_in - split.counts.dropped - metrics["num_inserted_rows"]
-        out.batches += 1
-
-    return process
-
-
-def _persisted(process: Callable[[DataFrame, int], None]) -> Callable[[DataFrame, int], None]:
-    def run(batch: DataFrame, batch_id: int) -> None:
-        batch.persist()
-        try:
-            process(batch, batch_id)
-        finally:
-            batch.unpersist()
-
-    return run
+    split = apply_expectations(batch, SILVER_PAYMENTS, expectations)
+    if split.counts.dropped:
+        quarantine_rows(split.quarantined, layout, SILVER_PAYMENTS, batch_id)
+    first = Window.partitionBy("payment_id").orderBy("_api_seq")
+    unique = split.valid.withColumn("_rank", F.row_number().over(first)).where("_rank = 1").drop("_rank")
+    metrics = merge_rows(spark, layout.table(SILVER_PAYMENTS), unique, "t.payment_id = s.payment_id")
+    return SilverTableResult(
+        SILVER_PAYMENTS,
+        quality=split.counts,
+        inserted=metrics["num_inserted_rows"],
+        duplicates=split.counts.rows_in - split.counts.dropped - metrics["num_inserted_rows"],
+        batches=1,
+    )
 
 
-def run_silver_sources(spark: SparkSession, layout: MedallionLayout) -> dict[str, SilverOutcome]:
+def run_silver_sources(spark: SparkSession, layout: MedallionLayout) -> dict[str, SilverTableResult]:
     """Bring silver_products and silver_payments up to date with bronze: availableNow + foreachBatch.
 
-    The checkpoint makes it incremental (only bronze commits not yet processed are read) and the
-    quarantine append is idempotent per micro-batch, as in the medallion's silver flows (whose
-    quarantine table this shares).
+    The same machinery as the medallion's silver flows (checkpointed, incremental, quarantine shared,
+    outcome of each micro-batch logged to the `_silver_batches` table).
     """
     ensure_table(spark, layout.table(SILVER_PRODUCTS), SILVER_PRODUCTS_SCHEMA, {})
     ensure_table(spark, layout.table(SILVER_PAYMENTS), SILVER_PAYMENTS_SCHEMA, {})
-    flows = {SILVER_PRODUCTS: (BRONZE_PRODUCTS, _products_batch), SILVER_PAYMENTS: (BRONZE_PAYMENTS, _payments_batch)}
-    outcomes = {table: SilverOutcome() for table in flows}
-
-    def start(table: str) -> StreamingQuery:
-        source, make = flows[table]
-        return (
-            spark.readStream.format("delta")
-            .load(layout.table(source))
-            .writeStream.queryName(f"silver_{table}")
-            .foreachBatch(_persisted(make(spark, layout, outcomes[table])))
-            .option("checkpointLocation", layout.checkpoint(f"silver_{table}"))
-            .trigger(availableNow=True)
-            .start()
-        )
-
-    queries = [start(table) for table in flows]
-    try:
-        for query in queries:
-            query.awaitTermination()
-    finally:
-        for query in queries:
-            if query.isActive:
-                query.stop()
-    return outcomes
+    flows = {
+        SILVER_PRODUCTS: SilverFlow(BRONZE_PRODUCTS, _products_batch, PRODUCT_EXPECTATIONS),
+        SILVER_PAYMENTS: SilverFlow(BRONZE_PAYMENTS, _payments_batch, PAYMENT_EXPECTATIONS),
+    }
+    return run_silver_flows(spark, layout, flows).tables
 
 
 # ---------------------------------------------------------------------------------- gold star schema
@@ -586,14 +546,10 @@ def build_star(spark: SparkSession, layout: MedallionLayout) -> bool:
     the fact is written last with the silver versions in its commit's `userMetadata`, so an
     unchanged lineage means there is nothing to do and nothing is committed.
     """
-    from delta.tables import DeltaTable
-
     lineage = json.dumps(star_sources(spark, layout), sort_keys=True)
     fact = layout.table(GOLD_FACT_SALES)
-    if DeltaTable.isDeltaTable(spark, fact):
-        last = DeltaTable.forPath(spark, fact).history(1).select("userMetadata").first()
-        if last is not None and last["userMetadata"] == lineage:
-            return False
+    if is_delta_table(spark, fact) and history(spark, fact, 1)[0]["userMetadata"] == lineage:
+        return False
     queries = star_queries(layout)
 
     def write(table: str, metadata: str | None = None) -> None:
@@ -1233,9 +1189,7 @@ def disaster_recovery(run: PatternRun, layout: MedallionLayout, session: Snowfla
 
     for table in GOLD_TABLES:
         shutil.rmtree(layout.table(table))
-    from delta.tables import DeltaTable
-
-    lost = [t for t in GOLD_TABLES if DeltaTable.isDeltaTable(spark, gold[t])]
+    lost = [t for t in GOLD_TABLES if is_delta_table(spark, gold[t])]
     shallow_survives = readable(spark, shallow, "amount")
     run.check(
         "the loss is real: no gold table is left, and the shallow clone died with it",

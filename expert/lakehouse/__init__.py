@@ -19,6 +19,7 @@ from expert.lakehouse.layout import (
     GOLD_DAILY_SALES,
     PIPELINE_STATE,
     QUARANTINE,
+    SILVER_BATCHES,
     SILVER_EVENTS,
     SILVER_ORDERS,
     MedallionLayout,
@@ -31,6 +32,7 @@ from expert.lakehouse.medallion import (
     GoldResult,
     GoldSpec,
     MedallionResult,
+    SilverFlow,
     SilverResult,
     SilverTableResult,
     StreamRun,
@@ -41,6 +43,7 @@ from expert.lakehouse.medallion import (
     run_gold,
     run_medallion,
     run_silver,
+    run_silver_flows,
     table_version,
 )
 from expert.lakehouse.quality import Action, Expectation, ExpectationFailedError, QualityCounts, apply_expectations
@@ -54,6 +57,7 @@ __all__ = [
     "GOLD_SPECS",
     "PIPELINE_STATE",
     "QUARANTINE",
+    "SILVER_BATCHES",
     "SILVER_EVENTS",
     "SILVER_ORDERS",
     "Action",
@@ -66,6 +70,7 @@ __all__ = [
     "MedallionLayout",
     "MedallionResult",
     "QualityCounts",
+    "SilverFlow",
     "SilverResult",
     "SilverTableResult",
     "StreamRun",
@@ -77,5 +82,6 @@ __all__ = [
     "run_gold",
     "run_medallion",
     "run_silver",
+    "run_silver_flows",
     "table_version",
 ]

@@ -21,6 +21,8 @@ QUARANTINE = "silver_quarantine"
 GOLD_DAILY_SALES = "gold_daily_sales"
 GOLD_DAILY_FUNNEL = "gold_daily_funnel"
 PIPELINE_STATE = "_pipeline_state"
+SILVER_BATCHES = "_silver_batches"
+"""One row per silver micro-batch: what it read, quarantined, deduplicated, inserted and updated."""
 
 
 def _is_uri(location: str) -> bool:

@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import shutil
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from expert.lakehouse.delta_ops import latest_version, merge_into
 from expert.lakehouse.layout import (
     BRONZE_TABLES,
     DIM_CUSTOMER,
@@ -38,6 +40,7 @@ from expert.lakehouse.layout import (
     GOLD_DAILY_SALES,
     PIPELINE_STATE,
     QUARANTINE,
+    SILVER_BATCHES,
     SILVER_EVENTS,
     SILVER_ORDERS,
     MedallionLayout,
@@ -330,11 +333,7 @@ class SilverResult:
 
 
 def ensure_table(spark: SparkSession, location: str, schema: str, properties: Mapping[str, str]) -> None:
-    """Create a Delta table at `location` with an explicit schema, once (idempotent)."""
-    from delta.tables import DeltaTable
-
-    if DeltaTable.isDeltaTable(spark, location):
-        return
+    """Create a Delta table at `location` with an explicit schema, once (idempotent; ~30 ms when it exists)."""
     props = ", ".join(f"'{k}' = '{v}'" for k, v in properties.items())
     spark.sql(
         f"CREATE TABLE IF NOT EXISTS delta.`{location}` ({schema}) USING DELTA"
@@ -355,6 +354,11 @@ DIM_CUSTOMER_SCHEMA = (
     "country STRING, city STRING, segment STRING, row_hash STRING, valid_from TIMESTAMP, valid_to TIMESTAMP, "
     "is_current BOOLEAN"
 )
+SILVER_BATCH_RECORD = (
+    "flow STRING, run_id STRING, batch_id BIGINT, rows_in BIGINT, violations MAP<STRING, BIGINT>, "
+    "duplicates BIGINT, superseded BIGINT, inserted BIGINT, updated BIGINT, versions_closed BIGINT"
+)
+SILVER_BATCHES_SCHEMA = f"{SILVER_BATCH_RECORD}, logged_at TIMESTAMP"
 QUARANTINE_SCHEMA = (
     "source_table STRING, failed_rule STRING, failed_rules ARRAY<STRING>, record STRING, _source_file STRING, "
     "batch_id BIGINT, quarantined_at TIMESTAMP"
@@ -384,11 +388,6 @@ def quarantine_rows(df: DataFrame, layout: MedallionLayout, table: str, batch_id
     )
 
 
-def merge_metrics(result: DataFrame) -> dict[str, int]:
-    row = result.first()
-    return {k: int(v or 0) for k, v in (row.asDict() if row else {}).items()}
-
-
 def merge_rows(
     spark: SparkSession, location: str, rows: DataFrame, on: str, *, update_when: str | None = None
 ) -> dict[str, int]:
@@ -398,101 +397,129 @@ def merge_rows(
     holds (e.g. `s.updated_at > t.updated_at`: a replayed or older version changes nothing), so
     every silver upsert is idempotent on replay.
     """
-    from delta.tables import DeltaTable
-
-    merge = DeltaTable.forPath(spark, location).alias("t").merge(rows.alias("s"), on)
-    if update_when is not None:
-        merge = merge.whenMatchedUpdateAll(condition=update_when)
-    return merge_metrics(merge.whenNotMatchedInsertAll().execute())
+    update = "" if update_when is None else f" WHEN MATCHED AND ({update_when}) THEN UPDATE SET *"
+    return merge_into(spark, location, rows, f"ON {on}{update} WHEN NOT MATCHED THEN INSERT *")
 
 
-def _persisted(process: Callable[[DataFrame, int], None]) -> Callable[[DataFrame, int], None]:
-    """Cache the micro-batch while `process` runs: it is read several times (counts, quarantine, MERGE)."""
+SilverBatch = Callable[["SparkSession", MedallionLayout, Sequence[Expectation], "DataFrame", int], SilverTableResult]
+"""One silver flow's work on one micro-batch: returns what the batch did (its rows' fates)."""
+
+
+def _logged_batch(
+    flow: str, process: SilverBatch, layout: MedallionLayout, expectations: Sequence[Expectation], run_id: str
+) -> Callable[[DataFrame, int], None]:
+    """The foreachBatch function of one silver flow: process the batch, then log what it did.
+
+    It uses only the batch's own session and values it carries (no driver-side objects), because
+    over Spark Connect / Databricks Connect the function is pickled and run by the server; the
+    outcome therefore travels through the `_silver_batches` Delta table, not through Python state.
+    The batch is cached while it runs: it is read several times (counts, quarantine, MERGE).
+    """
 
     def run(batch: DataFrame, batch_id: int) -> None:
+        from pyspark.sql import functions as F
+
+        spark = batch.sparkSession
         batch.persist()
         try:
-            process(batch, batch_id)
+            done = process(spark, layout, expectations, batch, batch_id)
         finally:
             batch.unpersist()
+        record = (
+            flow,
+            run_id,
+            batch_id,
+            done.quality.rows_in,
+            done.quality.violations,
+            done.duplicates,
+            done.superseded,
+            done.inserted,
+            done.updated,
+            done.versions_closed,
+        )
+        (
+            spark.createDataFrame([record], SILVER_BATCH_RECORD)
+            .withColumn("logged_at", F.current_timestamp())
+            .write.format("delta")
+            .mode("append")
+            .save(layout.table(SILVER_BATCHES))
+        )
 
     return run
 
 
 def _silver_events_batch(
-    spark: SparkSession, layout: MedallionLayout, expectations: Sequence[Expectation], result: SilverTableResult
-) -> Callable[[DataFrame, int], None]:
+    spark: SparkSession, layout: MedallionLayout, expectations: Sequence[Expectation], batch: DataFrame, batch_id: int
+) -> SilverTableResult:
     from pyspark.sql import functions as F
 
-    def process(batch: DataFrame, batch_id: int) -> None:
-        events = batch.withColumn("device", F.get_json_object("_rescued_data", "$.device"))
-        split = apply_expectations(events, SILVER_EVENTS, expectations)
-        if split.counts.dropped:
-            quarantine_rows(split.quarantined, layout, SILVER_EVENTS, batch_id)
-        rows = split.valid.dropDuplicates(["event_id", "event_ts"]).select(
-            *_field_names(CLICKSTREAM_FIELDS),
-            "device",
-            F.to_date("event_ts").alias("event_date"),
-            "_source_file",
-            "_ingested_at",
-        )
-        metrics = merge_rows(
-            spark, layout.table(SILVER_EVENTS), rows, "t.event_id = s.event_id AND t.event_ts = s.event_ts"
-        )
-        result.quality.add(split.counts)
-        result.inserted += metrics["num_inserted_rows"]
-        result.duplicates += split.counts.rows_in - split.counts.dropped - metrics["num_inserted_rows"]
-        result.batches += 1
-
-    return process
+    events = batch.withColumn("device", F.get_json_object("_rescued_data", "$.device"))
+    split = apply_expectations(events, SILVER_EVENTS, expectations)
+    if split.counts.dropped:
+        quarantine_rows(split.quarantined, layout, SILVER_EVENTS, batch_id)
+    rows = split.valid.dropDuplicates(["event_id", "event_ts"]).select(
+        *_field_names(CLICKSTREAM_FIELDS),
+        "device",
+        F.to_date("event_ts").alias("event_date"),
+        "_source_file",
+        "_ingested_at",
+    )
+    metrics = merge_rows(
+        spark, layout.table(SILVER_EVENTS), rows, "t.event_id = s.event_id AND t.event_ts = s.event_ts"
+    )
+    return SilverTableResult(
+        SILVER_EVENTS,
+        quality=split.counts,
+        inserted=metrics["num_inserted_rows"],
+        duplicates=split.counts.rows_in - split.counts.dropped - metrics["num_inserted_rows"],
+        batches=1,
+    )
 
 
 def _silver_orders_batch(
-    spark: SparkSession, layout: MedallionLayout, expectations: Sequence[Expectation], result: SilverTableResult
-) -> Callable[[DataFrame, int], None]:
+    spark: SparkSession, layout: MedallionLayout, expectations: Sequence[Expectation], batch: DataFrame, batch_id: int
+) -> SilverTableResult:
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    def process(batch: DataFrame, batch_id: int) -> None:
-        split = apply_expectations(batch, SILVER_ORDERS, expectations)
-        if split.counts.dropped:
-            quarantine_rows(split.quarantined, layout, SILVER_ORDERS, batch_id)
-        versions = split.valid.dropDuplicates(["order_id", "updated_at"])
-        latest = (
-            versions.withColumn(
-                "_rank", F.row_number().over(Window.partitionBy("order_id").orderBy(F.desc("updated_at")))
-            )
-            .where("_rank = 1")
-            .select(
-                *_field_names(ORDERS_SCHEMA)[:-1],
-                F.to_date("order_ts").alias("order_date"),
-                "_source_file",
-                "_ingested_at",
-            )
-        ).cache()
-        shape = split.valid.agg(
-            F.count(F.lit(1)).alias("rows"),
-            F.count_distinct("order_id", "updated_at").alias("versions"),
-            F.count_distinct("order_id").alias("keys"),
-        ).first()
-        assert shape is not None
-        metrics = merge_rows(
-            spark,
-            layout.table(SILVER_ORDERS),
-            latest,
-            "t.order_id = s.order_id",
-            update_when="s.updated_at > t.updated_at",
+    split = apply_expectations(batch, SILVER_ORDERS, expectations)
+    if split.counts.dropped:
+        quarantine_rows(split.quarantined, layout, SILVER_ORDERS, batch_id)
+    versions = split.valid.dropDuplicates(["order_id", "updated_at"])
+    latest = (
+        versions.withColumn("_rank", F.row_number().over(Window.partitionBy("order_id").orderBy(F.desc("updated_at"))))
+        .where("_rank = 1")
+        .select(
+            *_field_names(ORDERS_SCHEMA)[:-1],
+            F.to_date("order_ts").alias("order_date"),
+            "_source_file",
+            "_ingested_at",
         )
-        latest.unpersist()
-        changed = metrics["num_inserted_rows"] + metrics["num_updated_rows"]
-        result.quality.add(split.counts)
-        result.duplicates += int(shape["rows"]) - int(shape["versions"]) + int(shape["keys"]) - changed
-        result.superseded += int(shape["versions"]) - int(shape["keys"])
-        result.inserted += metrics["num_inserted_rows"]
-        result.updated += metrics["num_updated_rows"]
-        result.batches += 1
-
-    return process
+    ).cache()
+    shape = split.valid.agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.count_distinct("order_id", "updated_at").alias("versions"),
+        F.count_distinct("order_id").alias("keys"),
+    ).first()
+    assert shape is not None
+    metrics = merge_rows(
+        spark,
+        layout.table(SILVER_ORDERS),
+        latest,
+        "t.order_id = s.order_id",
+        update_when="s.updated_at > t.updated_at",
+    )
+    latest.unpersist()
+    changed = metrics["num_inserted_rows"] + metrics["num_updated_rows"]
+    return SilverTableResult(
+        SILVER_ORDERS,
+        quality=split.counts,
+        duplicates=int(shape["rows"]) - int(shape["versions"]) + int(shape["keys"]) - changed,
+        superseded=int(shape["versions"]) - int(shape["keys"]),
+        inserted=metrics["num_inserted_rows"],
+        updated=metrics["num_updated_rows"],
+        batches=1,
+    )
 
 
 def _snapshot_number(path_column: str) -> Any:
@@ -512,13 +539,12 @@ def apply_scd2(spark: SparkSession, dimension: str, snapshots: DataFrame) -> dic
     current row) and every new version appears with a NULL key (never matches, so it inserts).
     Rows not newer than the current version are ignored, so replaying a batch changes nothing.
     """
-    from delta.tables import DeltaTable
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    target = DeltaTable.forPath(spark, dimension)
     current = (
-        target.toDF()
+        spark.read.format("delta")
+        .load(dimension)
         .where("is_current")
         .select("customer_id", F.col("row_hash").alias("_current_hash"), F.col("valid_from").alias("_current_from"))
     )
@@ -548,31 +574,91 @@ def apply_scd2(spark: SparkSession, dimension: str, snapshots: DataFrame) -> dic
         .select(F.col("customer_id").alias("_merge_key"), *columns)
         .unionByName(versions.select(F.lit(None).cast("bigint").alias("_merge_key"), *columns))
     )
-    insert = {c: f"s.{c}" for c in columns} | {"is_current": "s.valid_to IS NULL"}
-    return merge_metrics(
-        target.alias("t")
-        .merge(staged.alias("s"), "t.customer_id = s._merge_key AND t.is_current")
-        .whenMatchedUpdate(set={"is_current": "false", "valid_to": "s.valid_from"})
-        .whenNotMatchedInsert(condition="s._merge_key IS NULL", values=insert)
-        .execute()
+    return merge_into(
+        spark,
+        dimension,
+        staged,
+        "ON t.customer_id = s._merge_key AND t.is_current"
+        " WHEN MATCHED THEN UPDATE SET is_current = false, valid_to = s.valid_from"
+        f" WHEN NOT MATCHED AND s._merge_key IS NULL THEN INSERT ({', '.join(columns)}, is_current)"
+        f" VALUES ({', '.join(f's.{c}' for c in columns)}, s.valid_to IS NULL)",
     )
 
 
 def _dim_customer_batch(
-    spark: SparkSession, layout: MedallionLayout, expectations: Sequence[Expectation], result: SilverTableResult
-) -> Callable[[DataFrame, int], None]:
-    def process(batch: DataFrame, batch_id: int) -> None:
-        split = apply_expectations(batch, DIM_CUSTOMER, expectations)
-        if split.counts.dropped:
-            quarantine_rows(split.quarantined, layout, DIM_CUSTOMER, batch_id)
-        snapshots = split.valid.withColumn("_snapshot", _snapshot_number("_source_file"))
-        metrics = apply_scd2(spark, layout.table(DIM_CUSTOMER), snapshots)
-        result.inserted += metrics["num_inserted_rows"]
-        result.versions_closed += metrics["num_updated_rows"]
-        result.quality.add(split.counts)
-        result.batches += 1
+    spark: SparkSession, layout: MedallionLayout, expectations: Sequence[Expectation], batch: DataFrame, batch_id: int
+) -> SilverTableResult:
+    split = apply_expectations(batch, DIM_CUSTOMER, expectations)
+    if split.counts.dropped:
+        quarantine_rows(split.quarantined, layout, DIM_CUSTOMER, batch_id)
+    snapshots = split.valid.withColumn("_snapshot", _snapshot_number("_source_file"))
+    metrics = apply_scd2(spark, layout.table(DIM_CUSTOMER), snapshots)
+    return SilverTableResult(
+        DIM_CUSTOMER,
+        quality=split.counts,
+        inserted=metrics["num_inserted_rows"],
+        versions_closed=metrics["num_updated_rows"],
+        batches=1,
+    )
 
-    return process
+
+@dataclass(frozen=True)
+class SilverFlow:
+    """One silver table fed by one bronze table through a per-micro-batch function."""
+
+    source: str
+    process: SilverBatch
+    expectations: Sequence[Expectation]
+
+
+def _read_silver_batches(
+    spark: SparkSession, layout: MedallionLayout, run_id: str, flows: Mapping[str, SilverFlow]
+) -> dict[str, SilverTableResult]:
+    """Sum the batch log rows of one silver run per flow (a flow with no new data sums to zeros)."""
+    results = {table: SilverTableResult(table) for table in flows}
+    logged = spark.read.format("delta").load(layout.table(SILVER_BATCHES)).where(f"run_id = '{run_id}'").collect()
+    for row in logged:
+        result = results[row["flow"]]
+        actions = {e.name: e.action for e in flows[row["flow"]].expectations}
+        violations = {rule: int(n) for rule, n in (row["violations"] or {}).items()}
+        result.quality.add(QualityCounts(int(row["rows_in"]), violations, {r: actions[r] for r in violations}))
+        result.duplicates += int(row["duplicates"])
+        result.superseded += int(row["superseded"])
+        result.inserted += int(row["inserted"])
+        result.updated += int(row["updated"])
+        result.versions_closed += int(row["versions_closed"])
+        result.batches += 1
+    return results
+
+
+def run_silver_flows(spark: SparkSession, layout: MedallionLayout, flows: Mapping[str, SilverFlow]) -> SilverResult:
+    """Run every flow as an availableNow `foreachBatch` stream (concurrently) and report what its batches did.
+
+    The checkpoint makes each flow incremental (only bronze commits not yet processed are read).
+    What each batch did is read back from this run's rows of the `_silver_batches` log.
+    """
+    ensure_table(spark, layout.table(SILVER_BATCHES), SILVER_BATCHES_SCHEMA, {})
+    run_id = uuid.uuid4().hex
+
+    def starter(table: str) -> Callable[[], StreamingQuery]:
+        flow = flows[table]
+
+        def start() -> StreamingQuery:
+            return (
+                spark.readStream.format("delta")
+                .load(layout.table(flow.source))
+                .writeStream.queryName(f"silver_{table}")
+                .foreachBatch(_logged_batch(table, flow.process, layout, flow.expectations, run_id))
+                .option("checkpointLocation", layout.checkpoint(f"silver_{table}"))
+                .trigger(availableNow=True)
+                .start()
+            )
+
+        return start
+
+    streams = _run_all([starter(t) for t in flows])
+    tables = _read_silver_batches(spark, layout, run_id, flows)
+    return SilverResult(tables, {table: streams[f"silver_{table}"] for table in flows})
 
 
 def run_silver(
@@ -583,39 +669,20 @@ def run_silver(
 ) -> SilverResult:
     """Bring every silver table up to date with bronze (foreachBatch streams, availableNow).
 
-    Raises `ExpectationFailedError` (through the stream) when a `fail` expectation is violated: that
-    micro-batch writes nothing and its checkpoint does not advance, so fixing the data and rerunning
-    resumes from the same place.
+    Raises (through the stream) when a `fail` expectation is violated: that micro-batch writes
+    nothing and its checkpoint does not advance, so fixing the data and rerunning resumes from the
+    same place.
     """
     ensure_table(spark, layout.table(SILVER_EVENTS), SILVER_EVENTS_SCHEMA, CDF)
     ensure_table(spark, layout.table(SILVER_ORDERS), SILVER_ORDERS_SCHEMA, CDF)
     ensure_table(spark, layout.table(DIM_CUSTOMER), DIM_CUSTOMER_SCHEMA, CDF)
     ensure_table(spark, layout.table(QUARANTINE), QUARANTINE_SCHEMA, {})
     flows = {
-        SILVER_EVENTS: ("clickstream", _silver_events_batch),
-        SILVER_ORDERS: ("orders", _silver_orders_batch),
-        DIM_CUSTOMER: ("customers", _dim_customer_batch),
+        SILVER_EVENTS: SilverFlow(BRONZE_TABLES["clickstream"], _silver_events_batch, expectations[SILVER_EVENTS]),
+        SILVER_ORDERS: SilverFlow(BRONZE_TABLES["orders"], _silver_orders_batch, expectations[SILVER_ORDERS]),
+        DIM_CUSTOMER: SilverFlow(BRONZE_TABLES["customers"], _dim_customer_batch, expectations[DIM_CUSTOMER]),
     }
-    results = {table: SilverTableResult(table) for table in flows}
-
-    def starter(table: str) -> Callable[[], StreamingQuery]:
-        source, make_batch = flows[table]
-
-        def start() -> StreamingQuery:
-            return (
-                spark.readStream.format("delta")
-                .load(layout.table(BRONZE_TABLES[source]))
-                .writeStream.queryName(f"silver_{table}")
-                .foreachBatch(_persisted(make_batch(spark, layout, expectations[table], results[table])))
-                .option("checkpointLocation", layout.checkpoint(f"silver_{table}"))
-                .trigger(availableNow=True)
-                .start()
-            )
-
-        return start
-
-    streams = _run_all([starter(t) for t in flows])
-    return SilverResult(results, {table: streams[f"silver_{table}"] for table in flows})
+    return run_silver_flows(spark, layout, flows)
 
 
 # ---------------------------------------------------------------------------------- gold
@@ -683,11 +750,10 @@ GOLD_SPECS: tuple[GoldSpec, ...] = (
 
 def table_version(spark: SparkSession, location: str) -> int:
     """The latest committed version of a Delta table (reads only the log)."""
-    from delta.tables import DeltaTable
-
-    row = DeltaTable.forPath(spark, location).history(1).select("version").first()
-    assert row is not None
-    return int(row["version"])
+    version = latest_version(spark, location)
+    if version is None:
+        raise ValueError(f"no Delta table at {location}")
+    return version
 
 
 def _processed_versions(spark: SparkSession, layout: MedallionLayout) -> dict[str, int]:
