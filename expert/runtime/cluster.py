@@ -21,8 +21,9 @@ lock until it stopped.
 Delta over Connect: Delta SQL (`MERGE INTO`, `OPTIMIZE`, `DESCRIBE HISTORY`, `RESTORE`) and the
 DataFrame reader/writer work, because the server runs the Delta SQL extension and catalog. The
 Python `DeltaTable` API over Connect needs Delta's Connect server plugin
-(`io.delta:delta-connect-server_*`), which Maven Central does not serve for Delta 4.4.0 / Spark 4.2, so
-`DeltaTable.forPath(...)` on a Connect session fails with `NO_HANDLER_FOR_EXTENSION`.
+(`io.delta:delta-connect-server_*`), which is not published for Delta 4.4.0 / Spark 4.2, so
+`DeltaTable.forPath(...)` on a Connect session fails with `NO_HANDLER_FOR_EXTENSION`; the shared
+lakehouse code uses Delta SQL instead (`expert.lakehouse.delta_ops`).
 """
 
 from __future__ import annotations

@@ -132,6 +132,14 @@ def load_module(meta: PatternMeta) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
+    if "spark" in meta.needs:
+        # Functions Spark ships to other processes (foreachBatch over Spark Connect, UDFs on a
+        # cluster) are pickled by reference to their module, and a Connect server or an executor
+        # cannot import a numbered script by this name: ship this module's functions by value, as
+        # Spark already does for a script run as __main__.
+        from pyspark import cloudpickle
+
+        cloudpickle.register_pickle_by_value(module)
     return module
 
 
