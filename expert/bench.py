@@ -63,15 +63,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _child(code: str, *args: str, timeout: float = 3600) -> dict[str, Any]:
     """Run `python -c code args` in a fresh interpreter; its last stdout line is a JSON result."""
-    process = subprocess.run(
-        [sys.executable, "-c", code, *args],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
+    try:
+        process = subprocess.run(
+            [sys.executable, "-c", code, *args],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        )
+    except subprocess.TimeoutExpired as expired:
+        raise ExpertError(f"a benchmark child process ran over {timeout:.0f} s", "run a smaller size") from expired
     lines = [line for line in process.stdout.splitlines() if line.startswith("{")]
     if process.returncode != 0 or not lines:
         tail = "\n".join((process.stderr or process.stdout).splitlines()[-15:])
@@ -187,8 +190,12 @@ def measure_standalone(pattern_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     return results
 
 
+SCALE_TIMEOUT_S = 1_800.0
+"""One medallion size gets half an hour; a bigger one than the machine can take is reported as such."""
+
+
 def measure_scales(scales: Sequence[int]) -> list[dict[str, Any]]:
-    return [_child(MEDALLION, str(rows)) for rows in scales]
+    return [_child(MEDALLION, str(rows), timeout=SCALE_TIMEOUT_S) for rows in scales]
 
 
 # ---------------------------------------------------------------------------------- report
@@ -314,6 +321,9 @@ def render(results: dict[str, Any]) -> str:
         if growth:
             lines += ["", "Pipeline time growth per 10x data: " + ", ".join(f"{g:.2f}x" for g in growth) + "."]
         lines.append("")
+    for failed in results.get("scale_failures", []):
+        last = failed["error"].strip().splitlines()[-1]
+        lines += [f"Medallion at {failed['rows']:,} rows did not complete on this machine: `{last}`", ""]
     if run_all:
         lines += ["## Figures measured by the patterns themselves (inside `expert run all`)", ""]
         lines += ["| pattern | figure | value | how |", "| --- | --- | --- | --- |"]
@@ -358,6 +368,9 @@ def _targets(results: dict[str, Any]) -> list[str]:
         a, b = big[0]
         ratio = (b["bronze"] + b["silver"] + b["gold"]) / (a["bronze"] + a["silver"] + a["gold"])
         rows.append(("medallion 1e6 → 1e7 grows ≤ 10x", f"{ratio:.2f}x"))
+    elif failed := [f["rows"] for f in results.get("scale_failures", [])]:
+        sizes = ", ".join(f"{n:,}" for n in failed)
+        rows.append(("medallion 1e6 → 1e7 grows ≤ 10x", f"not measured: the run at {sizes} rows did not complete"))
     else:
         rows.append(("medallion 1e6 → 1e7 grows ≤ 10x", "not measured in this run (pass `--scales 1e5,1e6,1e7`)"))
     lines = ["## Targets (issue 7)", "", "| target | measured here |", "| --- | --- |"]
@@ -394,7 +407,13 @@ def run_bench(args: argparse.Namespace) -> int:
             console.print("standalone runs measured")
     for rows in scales:
         with console.status(f"medallion at {rows:,} rows…"):
-            results.setdefault("scales", []).extend(measure_scales([rows]))
+            try:
+                results.setdefault("scales", []).extend(measure_scales([rows]))
+            except ExpertError as failure:
+                # One size too big for this machine must not throw away the half hour measured before it.
+                results.setdefault("scale_failures", []).append({"rows": rows, "error": failure.message})
+                console.print(f"medallion at {rows:,} rows FAILED: {failure.message.splitlines()[-1]}")
+                continue
         console.print(f"medallion at {rows:,} rows measured")
     (directory / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     args.out.write_text(render(results))

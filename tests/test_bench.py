@@ -63,3 +63,12 @@ def test_report_says_what_it_did_not_measure() -> None:
     results["scales"] = [_scale(100_000, 20.0)]
     text = render(results)
     assert "not measured in this run" in text
+
+
+def test_a_size_that_did_not_complete_is_reported_not_hidden() -> None:
+    results = _results()
+    results["scales"] = [_scale(1_000_000, 60.0)]
+    results["scale_failures"] = [{"rows": 10_000_000, "error": "child failed\njava.lang.OutOfMemoryError: heap"}]
+    text = render(results)
+    assert "Medallion at 10,000,000 rows did not complete on this machine: `java.lang.OutOfMemoryError: heap`" in text
+    assert "| medallion 1e6 → 1e7 grows ≤ 10x | not measured: the run at 10,000,000 rows did not complete |" in text
