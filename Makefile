@@ -2,7 +2,8 @@
 #   make run    set up (first time) and run all ten patterns in order, locally
 #   make test   set up (first time), lint, and run the test suite (CI runs exactly this)
 #   make test-lanes  the scale-out lanes: every Spark pattern on a local standalone cluster and
-#               over a local Spark Connect server (CI runs this after make test)
+#               over a local Spark Connect server, and databricks/01 on s3:// object storage
+#               (CI runs this after make test)
 # Prerequisites: Python >= 3.11 and Java 17 or 21. Nothing else.
 
 PYTHON ?= python3
@@ -16,7 +17,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum 
 help:
 	@echo "make run     set up and run every pattern, in order, locally"
 	@echo "make test    set up, lint and run the test suite (what CI runs)"
-	@echo "make test-lanes  run every Spark pattern on a local cluster and over Spark Connect (~8 min)"
+	@echo "make test-lanes  every Spark pattern on a local cluster and over Spark Connect, databricks/01 on s3a (~17 min)"
 	@echo "make doctor  check Python, Java, Spark + Delta, the local engines and your .env"
 	@echo "make tools   install the optional tools some tests use (chromium, promtool, actionlint)"
 	@echo "make clean   remove the virtualenv and every run's state"
@@ -30,7 +31,7 @@ test: setup
 	$(BIN)/pytest
 
 test-lanes: setup
-	$(BIN)/pytest -m "cluster or connect" tests/test_scale_out.py
+	$(BIN)/pytest -m "cluster or connect or s3a" tests/test_scale_out.py
 
 setup: $(STAMP)
 
