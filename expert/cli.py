@@ -239,8 +239,13 @@ def cmd_kafka(action: str, *, port: int | None = None, timeout: float = 120.0) -
             started = kafka.start_broker(port=port, timeout=timeout)
         state = started.state
         if started.already_running:
+            adopted = (
+                f" (left by run pid {started.adopted_from}, which exited; it now stays up until `expert kafka stop`)"
+                if started.adopted_from is not None
+                else ""
+            )
             console.print(
-                f"Kafka broker already running: pid {state.pid}, bootstrap [bold]{state.bootstrap_servers}[/]"
+                f"Kafka broker already running: pid {state.pid}, bootstrap [bold]{state.bootstrap_servers}[/]{adopted}"
             )
             return 0
         parts = [f"started in {started.start_seconds:.1f} s"]

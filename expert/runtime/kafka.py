@@ -33,7 +33,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -237,10 +237,18 @@ class BrokerState:
     version: str = KAFKA_VERSION
     data_dir: str = ""
     log_file: str = ""
+    owner_pid: int | None = None
+    """The process whose run started the broker and stops it when the run ends; None for a broker
+    started by `expert kafka start`, which stays up until `expert kafka stop`."""
 
     @property
     def bootstrap_servers(self) -> str:
         return f"{LOOPBACK}:{self.port}"
+
+    @property
+    def orphaned(self) -> bool:
+        """Its owner run is gone without stopping it (SIGKILL, a power cut): nobody will stop it."""
+        return self.owner_pid is not None and process_command(self.owner_pid) is None
 
 
 @dataclass(frozen=True)
@@ -263,6 +271,8 @@ class BrokerStart:
     format_seconds: float = 0.0
     start_seconds: float = 0.0
     formatted_now: bool = False
+    adopted_from: int | None = None
+    """The exited owner of the orphaned broker this start took over (it now belongs to the caller)."""
 
 
 def _read_state() -> BrokerState | None:
@@ -292,7 +302,10 @@ def broker_status() -> BrokerStatus:
         return BrokerStatus(
             False, f"process {state.pid} is alive but port {state.port} does not accept connections", state
         )
-    return BrokerStatus(True, f"running as pid {state.pid} on {state.bootstrap_servers}", state)
+    detail = f"running as pid {state.pid} on {state.bootstrap_servers}"
+    if state.orphaned:
+        detail += f" (orphaned: the run that started it, pid {state.owner_pid}, exited; the next run stops it)"
+    return BrokerStatus(True, detail, state)
 
 
 def _lock() -> contextlib.AbstractContextManager[None]:
@@ -366,8 +379,14 @@ def _pick_ports(port: int | None, previous: BrokerState | None) -> tuple[int, in
     return broker_port, controller
 
 
-def start_broker(*, port: int | None = None, timeout: float = DEFAULT_START_TIMEOUT_S) -> BrokerStart:
-    """Start the local broker (or find it running) and wait until it answers an admin request."""
+def start_broker(
+    *, port: int | None = None, timeout: float = DEFAULT_START_TIMEOUT_S, owner_pid: int | None = None
+) -> BrokerStart:
+    """Start the local broker (or find it running) and wait until it answers an admin request.
+
+    `owner_pid` is the process that will stop it (None: nobody, it stays up). A running broker
+    whose owner has exited without stopping it is adopted by this caller instead of leaking.
+    """
     from expert.runtime.spark import java_runtime
 
     with _lock():
@@ -378,6 +397,10 @@ def start_broker(*, port: int | None = None, timeout: float = DEFAULT_START_TIME
                     f"the broker is already running on port {status.state.port}, not {port}",
                     "run `expert kafka stop` first to restart it on another port",
                 )
+            if status.state.orphaned:
+                adopted = replace(status.state, owner_pid=owner_pid)
+                _write_state(adopted)
+                return BrokerStart(adopted, already_running=True, adopted_from=status.state.owner_pid)
             return BrokerStart(status.state, already_running=True)
         java = java_runtime().executable
         t0 = time.perf_counter()
@@ -433,7 +456,13 @@ def start_broker(*, port: int | None = None, timeout: float = DEFAULT_START_TIME
             )
         _children[process.pid] = process
         state = BrokerState(
-            process.pid, broker_port, controller_port, time.time(), data_dir=str(data_dir), log_file=str(log_path)
+            process.pid,
+            broker_port,
+            controller_port,
+            time.time(),
+            data_dir=str(data_dir),
+            log_file=str(log_path),
+            owner_pid=owner_pid,
         )
         _write_state(state)
         try:
@@ -567,17 +596,17 @@ def kafka_endpoint(
     """The cluster a pattern or test uses: the configured one, or the local broker.
 
     The local broker is started if none is running and stopped on exit only if this call started
-    it, so `expert kafka start` keeps a broker up across many runs and tests share one.
+    it (or adopted it from a run that died without stopping it), so `expert kafka start` keeps a
+    broker up across many runs and tests share one.
     """
     config = config or load_settings().kafka
     if config.is_cloud:
         yield KafkaEndpoint(config.get("KAFKA_BOOTSTRAP_SERVERS") or "", config)
         return
-    started = start_broker(timeout=start_timeout)
+    started = start_broker(timeout=start_timeout, owner_pid=os.getpid())
+    owned = not started.already_running or started.adopted_from is not None
     try:
-        yield KafkaEndpoint(
-            started.state.bootstrap_servers, config, started_here=not started.already_running, start=started
-        )
+        yield KafkaEndpoint(started.state.bootstrap_servers, config, started_here=owned, start=started)
     finally:
-        if not started.already_running:
+        if owned:
             stop_broker()

@@ -71,6 +71,25 @@ def test_a_broker_started_for_a_run_is_stopped_after_it(other_broker_home: Path)
     assert not kafka.broker_status().running
 
 
+def test_a_broker_whose_run_was_killed_is_adopted_and_stopped_by_the_next_run(other_broker_home: Path) -> None:
+    import subprocess
+    import sys
+
+    dead_run = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
+    left = kafka.start_broker(owner_pid=int(dead_run.stdout))
+    try:
+        status = kafka.broker_status()
+        assert status.running and "orphaned" in status.detail
+        with kafka.kafka_endpoint(ServiceConfig(KAFKA, "local")) as endpoint:
+            assert endpoint.start is not None and endpoint.start.adopted_from == int(dead_run.stdout)
+            assert endpoint.started_here and endpoint.start.state.pid == left.state.pid
+        assert daemon.process_command(left.state.pid) is None, "the adopting run stopped it"
+    finally:
+        kafka.stop_broker()
+
+
 def test_port_in_use_is_a_plain_error(other_broker_home: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
