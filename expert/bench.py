@@ -201,6 +201,19 @@ def measure_scales(scales: Sequence[int]) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------------------- report
 
 
+def _commit() -> str:
+    """The code measured: the checked-out commit, and whether the work tree had changes on top of it."""
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=PROJECT_ROOT, check=False
+    )
+    if head.returncode != 0:
+        return "unknown (not a git checkout)"
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain"], capture_output=True, text=True, cwd=PROJECT_ROOT, check=False
+    )
+    return head.stdout.strip() + (" + uncommitted changes" if dirty.stdout.strip() else "")
+
+
 def machine_facts() -> dict[str, str]:
     java = subprocess.run(["java", "-version"], capture_output=True, text=True, check=False).stderr.splitlines()
     memory = next(
@@ -209,6 +222,7 @@ def machine_facts() -> dict[str, str]:
     )
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": _commit(),
         "cores": str(os.cpu_count()),
         "memory": f"{int(memory) / 1024 / 1024:.1f} GiB",
         "os": platform.platform(),
