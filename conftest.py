@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -88,6 +89,15 @@ def spark():  # type: ignore[no-untyped-def]
 
     features = sorted({f for m in curriculum() for f in m.spark_features})
     return get_spark(features, config=ServiceConfig(SPARK_SPEC, "local"))
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A 127.0.0.1 port another socket is listening on for the whole test (what a daemon must refuse)."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        yield busy.getsockname()[1]
 
 
 @pytest.fixture

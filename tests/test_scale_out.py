@@ -31,6 +31,7 @@ import pytest
 
 from expert.runtime.cluster import DaemonState
 from expert.runtime.config import SERVICES
+from expert.runtime.daemon import free_port
 from expert.runtime.errors import ExpertError
 from expert.runtime.storage import KEYS as STORAGE_KEYS
 
@@ -206,7 +207,7 @@ def connect_lane(tmp_path_factory: pytest.TempPathFactory) -> LaneRun:
     """Start a Connect server, run the lane against it, stop it (before the cluster lane starts)."""
     from expert.runtime.cluster import connect_server, port_free
 
-    port = 15002 if port_free(15002) else _free_port()
+    port = 15002 if port_free(15002) else free_port()
     with private_work_root(tmp_path_factory, "connect-daemons"), connect_server(port=port) as started:
         listening = {"connect-server": listening_addresses(started.state.pid)}
         lane = run_lane("connect", tmp_path_factory.mktemp("connect-lane"), SPARK_REMOTE=started.state.url)
@@ -242,7 +243,7 @@ def cluster_lane(tmp_path_factory: pytest.TempPathFactory) -> LaneRun:
 
     from expert.runtime.cluster import port_free, standalone_cluster
 
-    port = 7077 if port_free(7077) else _free_port()
+    port = 7077 if port_free(7077) else free_port()
     with (
         private_work_root(tmp_path_factory, "cluster-daemons"),
         standalone_cluster(port=port, cores=2, memory="4g") as started,
@@ -301,29 +302,21 @@ def own_daemons_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.mark.cluster
 @pytest.mark.usefixtures("own_daemons_dir")
-def test_busy_master_port_is_a_clear_error() -> None:
+def test_busy_master_port_is_a_clear_error(busy_port: int) -> None:
     from expert.runtime.cluster import start_cluster
 
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        with pytest.raises(ExpertError, match=f"port {port} on 127.0.0.1 is already in use") as err:
-            start_cluster(port=port)
+    with pytest.raises(ExpertError, match=f"port {busy_port} on 127.0.0.1 is already in use") as err:
+        start_cluster(port=busy_port)
     assert "ss -ltnp" in err.value.fix
 
 
 @pytest.mark.connect
 @pytest.mark.usefixtures("own_daemons_dir")
-def test_busy_connect_port_is_a_clear_error() -> None:
+def test_busy_connect_port_is_a_clear_error(busy_port: int) -> None:
     from expert.runtime.cluster import start_connect_server
 
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        with pytest.raises(ExpertError, match=f"port {port} on 127.0.0.1 is already in use"):
-            start_connect_server(port=port)
+    with pytest.raises(ExpertError, match=f"port {busy_port} on 127.0.0.1 is already in use"):
+        start_connect_server(port=busy_port)
 
 
 @pytest.mark.cluster
@@ -332,7 +325,7 @@ def test_daemon_not_ready_in_time_says_so_with_the_log_tail() -> None:
     from expert.runtime.cluster import cluster_status, start_cluster
 
     with pytest.raises(ExpertError, match=r"was not ready within 0 s\. Log tail:\n") as err:
-        start_cluster(port=_free_port(), timeout=0.01)
+        start_cluster(port=free_port(), timeout=0.01)
     assert "--timeout" in err.value.fix
     assert not any(status.running for status in cluster_status()), "a failed start leaves nothing running"
 
@@ -348,16 +341,12 @@ def test_cli_status_of_nothing_started_is_exit_3(capsys: pytest.CaptureFixture[s
 
 
 @pytest.mark.usefixtures("own_daemons_dir")
-def test_cli_start_on_a_busy_port_is_one_error_and_its_fix(capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_start_on_a_busy_port_is_one_error_and_its_fix(busy_port: int, capsys: pytest.CaptureFixture[str]) -> None:
     from expert.cli import main
 
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        assert main(["spark", "connect-server", "start", "--port", str(port)]) == 2
+    assert main(["spark", "connect-server", "start", "--port", str(busy_port)]) == 2
     err = capsys.readouterr().err
-    assert f"error: port {port} on 127.0.0.1 is already in use" in err
+    assert f"error: port {busy_port} on 127.0.0.1 is already in use" in err
     assert "fix:" in err and "--port" in err
 
 
@@ -508,12 +497,6 @@ def test_medallion_pipeline_runs_on_s3a_object_storage(s3_endpoint: str, tmp_pat
         first_commit = f"lh/databricks/01_production_pipelines/lake/tables/{table}/_delta_log/00000000000000000000.json"
         assert first_commit in keys, f"{table} has no Delta log in the bucket"
     assert not (tmp_path / "databricks" / "01_production_pipelines" / "lake").exists(), "no table went to local disk"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # ---------------------------------------------------------------------------------- the lane's runner

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -90,13 +89,9 @@ def test_a_broker_whose_run_was_killed_is_adopted_and_stopped_by_the_next_run(ot
         kafka.stop_broker()
 
 
-def test_port_in_use_is_a_plain_error(other_broker_home: Path) -> None:
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        with pytest.raises(ExpertError, match=f"port {port} on 127.0.0.1 is already in use") as err:
-            kafka.start_broker(port=port)
+def test_port_in_use_is_a_plain_error(other_broker_home: Path, busy_port: int) -> None:
+    with pytest.raises(ExpertError, match=f"port {busy_port} on 127.0.0.1 is already in use") as err:
+        kafka.start_broker(port=busy_port)
     assert "--port" in err.value.fix
     assert not kafka.broker_status().running
 
