@@ -145,3 +145,22 @@ def test_unreachable_snowflake_host_fails_fast_with_a_plain_message(workdir: Pat
     assert time.perf_counter() - started < 60
     assert "could not connect to Snowflake at 127.0.0.1" in err.value.message
     assert "never-printed-secret" not in str(err.value)
+
+
+def test_an_endpoint_travels_by_pickle_and_its_local_tables_outlive_the_server(workdir: Path) -> None:
+    """What a Spark Connect worker relies on: the unpickled endpoint reaches the same tables, and the
+    run's Snowflake files can be opened in-process after the server is gone."""
+    import cloudpickle
+
+    from expert.runtime.snowflake import snowflake_endpoint
+
+    config = resolve_service(SNOWFLAKE, {})
+    with snowflake_endpoint(config, db_path=workdir / "snowflake", schema="SHIPPED") as endpoint:
+        assert "password" not in repr(endpoint), "the connection arguments (a secret among them) stay out of reprs"
+        shipped = cloudpickle.loads(cloudpickle.dumps(endpoint))
+        with endpoint.session() as driver, shipped.session() as worker:
+            driver.execute("CREATE OR REPLACE TABLE T (ID INT)")
+            worker.execute("INSERT INTO T VALUES (1), (2)")
+            assert driver.scalar("SELECT COUNT(*) FROM T") == 2
+    with snowflake_session(config, db_path=workdir / "snowflake", schema="SHIPPED") as after:
+        assert after.scalar("SELECT COUNT(*) FROM T") == 2

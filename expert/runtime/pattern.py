@@ -33,7 +33,7 @@ from expert.runtime.workdir import pattern_workdir
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-    from expert.runtime.snowflake import SnowflakeSession
+    from expert.runtime.snowflake import SnowflakeEndpoint, SnowflakeSession
 
 CURRICULUM_FILE = Path(__file__).resolve().parent.parent / "curriculum.toml"
 
@@ -192,22 +192,43 @@ class PatternRun:
         return root
 
     @contextlib.contextmanager
-    def snowflake(self, database: str = "EXPERT", schema: str = "PUBLIC") -> Iterator[SnowflakeSession]:
-        """A Snowflake session; locally its database files live in this run's workdir."""
+    def snowflake(
+        self, database: str = "EXPERT", schema: str = "PUBLIC", *, endpoint: SnowflakeEndpoint | None = None
+    ) -> Iterator[SnowflakeSession]:
+        """A Snowflake session; locally its database files live in this run's workdir.
+
+        With `endpoint` (from `snowflake_endpoint`), a session through it, on the same tables as
+        the other processes that hold it.
+        """
         from expert.runtime.snowflake import snowflake_session
 
-        with snowflake_session(
-            self.settings.snowflake,
-            db_path=self.workdir / "snowflake",
-            database=database,
-            schema=schema,
-            narrator=self.narrator,
-        ) as session:
+        if endpoint is not None:
+            opened = endpoint.session(self.narrator)
+        else:
+            opened = snowflake_session(
+                self.settings.snowflake,
+                db_path=self.workdir / "snowflake",
+                database=database,
+                schema=schema,
+                narrator=self.narrator,
+            )
+        with opened as session:
             self._snowflake_sessions.append(session)
             try:
                 yield session
             finally:
                 self.report.cloud_only.extend(r.sql for r in session.ledger if not r.executed)
+
+    @contextlib.contextmanager
+    def snowflake_endpoint(self, database: str = "EXPERT", schema: str = "PUBLIC") -> Iterator[SnowflakeEndpoint]:
+        """A picklable way to reach this run's Snowflake from another process (a Spark worker):
+        the account from `.env`, or the local engine served on loopback for the block's duration."""
+        from expert.runtime.snowflake import snowflake_endpoint
+
+        with snowflake_endpoint(
+            self.settings.snowflake, db_path=self.workdir / "snowflake", database=database, schema=schema
+        ) as endpoint:
+            yield endpoint
 
     def step(self, title: str) -> None:
         self.narrator.step(title)

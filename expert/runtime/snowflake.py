@@ -278,17 +278,21 @@ def snowflake_session(
 
 
 @contextlib.contextmanager
-def local_server() -> Iterator[dict[str, Any]]:
+def local_server(db_path: Path | None = None) -> Iterator[dict[str, Any]]:
     """fakesnow's Snowflake server on 127.0.0.1, yielding the connector's keyword arguments for it.
 
     For code that needs a real connection over the network (schemachange: session id, iterable
-    cursors; the cloud code path's tests), which fakesnow's in-process patch does not give; the
-    server speaks the Snowflake REST protocol. Not `fakesnow.server()`: that function imports the
-    `fakesnow.server` module, which then shadows the function for the rest of the process. The one
-    statement schemachange issues that fakesnow lacks, `ALTER SESSION SET QUERY_TAG`, is a no-op.
+    cursors; a Spark Connect server's foreachBatch worker, in another process; the cloud code
+    path's tests), which fakesnow's in-process patch does not give; the server speaks the
+    Snowflake REST protocol. With `db_path`, every session shares one engine whose databases are
+    files there (the layout `snowflake_session` uses), so the data outlives the server; without
+    it, one in-memory engine. Not `fakesnow.server()`: that function imports the `fakesnow.server`
+    module, which then shadows the function for the rest of the process. The one statement
+    schemachange issues that fakesnow lacks, `ALTER SESSION SET QUERY_TAG`, is a no-op.
     """
     import fakesnow.server
     import uvicorn
+    from fakesnow.instance import FakeSnow
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -298,14 +302,20 @@ def local_server() -> Iterator[dict[str, Any]]:
             fakesnow.server.app, host="127.0.0.1", port=port, log_level="warning", log_config=None, access_log=False
         )
     )
+    # Sessions log in to the module's shared engine. Its per-session FAKESNOW_DB_PATH parameter
+    # would open one engine per login instead, and two engines on one database file corrupt it.
+    shared = fakesnow.server.shared_fs
+    if db_path is not None:
+        db_path.mkdir(parents=True, exist_ok=True)
+        fakesnow.server.shared_fs = FakeSnow(db_path=db_path)
     thread = threading.Thread(target=server.run, name="fakesnow-server", daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    if not server.started:
-        raise ExpertError("the local Snowflake server (fakesnow) did not start", "rerun; see `expert doctor`")
     try:
+        deadline = time.monotonic() + 20
+        while not server.started and thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not server.started:
+            raise ExpertError("the local Snowflake server (fakesnow) did not start", "rerun; see `expert doctor`")
         yield {
             "account": "fakesnow",
             "user": "fake",
@@ -322,3 +332,60 @@ def local_server() -> Iterator[dict[str, Any]]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+        if db_path is not None:
+            fakesnow.server.shared_fs.duck_conn.close()
+            fakesnow.server.shared_fs = shared
+
+
+@dataclass(frozen=True)
+class SnowflakeEndpoint:
+    """How to reach one Snowflake schema from any process: a picklable recipe, not a connection.
+
+    A Spark Connect server runs a `foreachBatch` function in its own Python worker, so a sink
+    cannot borrow the driver's connection; it carries this and connects where it runs (with the
+    credentials inside it: keep the server as trusted as the machine holding `.env`). Locally it
+    points at `local_server`, so the driver and every worker see the same tables.
+    """
+
+    mode: Mode
+    database: str
+    schema: str
+    connect_args: Mapping[str, Any] = field(repr=False)
+
+    def open(self, narrator: Narrator | None = None) -> SnowflakeSession:
+        """A new session; the caller closes its `connection`."""
+        try:
+            connection = snowflake.connector.connect(
+                **{**self.connect_args, "database": self.database, "schema": self.schema}
+            )
+        except snowflake.connector.errors.Error as exc:
+            message = str(getattr(exc, "msg", "") or exc).splitlines()[0]
+            where = "the local Snowflake server" if self.mode == "local" else "Snowflake"
+            raise ExpertError(
+                f"could not connect to {where}: {message}", "check the SNOWFLAKE_* keys in .env"
+            ) from None
+        return SnowflakeSession(connection, self.mode, self.database, self.schema, narrator)
+
+    @contextlib.contextmanager
+    def session(self, narrator: Narrator | None = None) -> Iterator[SnowflakeSession]:
+        session = self.open(narrator)
+        try:
+            yield session
+        finally:
+            session.connection.close()
+
+
+@contextlib.contextmanager
+def snowflake_endpoint(
+    config: ServiceConfig, *, db_path: Path, database: str = "EXPERT", schema: str = "PUBLIC"
+) -> Iterator[SnowflakeEndpoint]:
+    """An endpoint in the configured mode, with `database.schema` created: the account from `.env`,
+    or `local_server` on loopback with its databases under `db_path`."""
+    if config.is_cloud:
+        database = config.get("SNOWFLAKE_DATABASE") or database
+        schema = config.get("SNOWFLAKE_SCHEMA") or schema
+        with snowflake_session(config, db_path=db_path, database=database, schema=schema):  # creates them
+            yield SnowflakeEndpoint("cloud", database, schema, _cloud_kwargs(config, database, schema))
+        return
+    with local_server(db_path) as kwargs:
+        yield SnowflakeEndpoint("local", database, schema, kwargs)
