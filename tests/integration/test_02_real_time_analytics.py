@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -165,10 +166,9 @@ def test_parse_and_validate_sends_only_malformed_records_to_quarantine(spark) ->
     assertDataFrameEqual(parsed.filter("invalid_reason IS NULL").select("event_id"), expected)
 
 
-def test_snowflake_sink_is_atomic_and_idempotent(snowflake_local, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    sink = rta.SnowflakeSink(snowflake_local)
-    sink.create_tables()
-    frame = pd.DataFrame(
+def _silver_frame() -> pd.DataFrame:
+    """Three events of one silver batch, as the silver sink collects them."""
+    return pd.DataFrame(
         {
             "EVENT_ID": [1, 2, 3],
             "SESSION_ID": [10, 10, 11],
@@ -176,12 +176,17 @@ def test_snowflake_sink_is_atomic_and_idempotent(snowflake_local, monkeypatch: p
             "PRODUCT_ID": [7, 7, 8],
             "EVENT_TYPE": ["view", "purchase", "cart"],
             "CHANNEL": ["web", "web", "ios"],
-            "PRICE": [9.99, 9.99, 20.0],
+            "PRICE": [Decimal("9.99"), Decimal("9.99"), Decimal("20.00")],
             "EVENT_TS_MS": [1_767_225_600_000, 1_767_225_630_000, 1_767_225_660_000],
-            "PRODUCED_AT_MS": [1, 2, 3],
-            "BATCH_ID": [0, 0, 0],
+            "PRODUCED_AT_MS": [1_767_225_601_000, 1_767_225_631_000, 1_767_225_661_000],
         }
     )
+
+
+def test_snowflake_sink_is_atomic_and_idempotent(snowflake_local, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    sink = rta.SnowflakeSink(snowflake_local)
+    sink.create_tables()
+    rows = _silver_frame()
     real_execute = snowflake_local.execute
 
     def fail_on_ledger(sql: str, params=None):  # type: ignore[no-untyped-def]
@@ -191,17 +196,68 @@ def test_snowflake_sink_is_atomic_and_idempotent(snowflake_local, monkeypatch: p
 
     monkeypatch.setattr(snowflake_local, "execute", fail_on_ledger)
     with pytest.raises(RuntimeError, match="connection lost"):
-        sink.commit(frame, 0)
+        sink.commit(rows, 0)
     monkeypatch.setattr(snowflake_local, "execute", real_execute)
     assert snowflake_local.scalar("SELECT COUNT(*) FROM EVENTS") == 0, "a failed batch leaves no rows behind"
     assert snowflake_local.scalar("SELECT COUNT(*) FROM GOLD_PRODUCT_MINUTE") == 0
-    assert sink.commit(frame, 0) is not None
-    assert sink.commit(frame, 0) is None, "a replayed batch is recognised by the ledger"
+    assert sink.commit(rows, 0) is not None
+    assert sink.commit(rows, 0) is None, "a replayed batch is recognised by the ledger"
     assert snowflake_local.scalar("SELECT COUNT(*) FROM EVENTS") == 3
+    assert snowflake_local.scalar("SELECT MIN(PRODUCED_AT) FROM EVENTS") == datetime(2026, 1, 1, 0, 0, 1)
     gold = snowflake_local.fetch(
         "SELECT SUM(VIEWS) V, SUM(CARTS) C, SUM(PURCHASES) P, SUM(REVENUE) R FROM GOLD_PRODUCT_MINUTE"
     )
     assert (gold[0]["V"], gold[0]["C"], gold[0]["P"], float(gold[0]["R"])) == (1, 1, 1, 9.99)
+
+
+def test_crash_plan_waits_for_enough_batches_and_far_enough_into_the_stream() -> None:
+    plan = rta.plan_events(1_000, 7)
+    crash = rta.CrashPlan.mid_stream(plan)
+    position = next(i for i, d in enumerate(plan.deliveries) if d.event_id == crash.from_event_id and d.kind == "event")
+    assert position >= int(rta.CRASH_AFTER_SENT * len(plan.deliveries)) > position - 10
+    late = np.array([crash.from_event_id + 5])
+    assert not crash.due(crash.after_batches - 1, late), "too few batches committed yet"
+    assert not crash.due(crash.after_batches, np.array([crash.from_event_id - 1])), "not far enough into the stream"
+    assert crash.due(crash.after_batches, late)
+
+
+def test_silver_sink_shipped_like_spark_connect_ships_it_commits_logs_and_crashes(spark, workdir: Path) -> None:  # type: ignore[no-untyped-def]
+    """The sink is pickled (as a Connect server receives it) and, unpickled, reaches Snowflake on its own."""
+    import cloudpickle
+
+    from expert.runtime.snowflake import snowflake_endpoint
+
+    lake = rta.Lake(workdir)
+    frame = _silver_frame()
+    events = spark.createDataFrame(
+        [
+            (*r[:6], r[6], datetime.fromtimestamp(r[7] / 1000, UTC), datetime.fromtimestamp(r[8] / 1000, UTC))
+            for r in frame.itertuples(index=False)
+        ],
+        "event_id BIGINT, session_id BIGINT, customer_id BIGINT, product_id BIGINT, event_type STRING, "
+        "channel STRING, price DECIMAL(10,2), event_ts TIMESTAMP, produced_at TIMESTAMP",
+    )
+    with (
+        snowflake_endpoint(resolve_service(SNOWFLAKE, {}), db_path=workdir / "snowflake") as endpoint,
+        endpoint.session() as session,
+    ):
+        warehouse = rta.SnowflakeSink(session)
+        warehouse.create_tables()
+        crash = rta.CrashPlan(after_batches=2, from_event_id=3)
+        shipped = cloudpickle.loads(cloudpickle.dumps(rta.SilverSink(lake, endpoint, run=1, crash=crash)))
+        try:
+            shipped(events.filter("event_id < 3"), 0)
+            with pytest.raises(rta.SimulatedCrashError, match="after batch 1"):
+                shipped(events.filter("event_id = 3"), 1)
+        finally:
+            shipped.close()
+        attempts = warehouse.attempts()
+        assert session.scalar("SELECT COUNT(*) FROM EVENTS") == 3, "both batches committed before the crash"
+    assert [(a.batch_id, a.run, a.rows, a.crashed) for a in attempts] == [(0, 1, 2, False), (1, 1, 1, True)]
+    assert all(a.started_at <= a.delta_at <= (a.snowflake_at or 0) for a in attempts)
+    assert {a.process for a in attempts} == {rta.this_process()}, "on classic Spark the sink runs in the driver"
+    silver = spark.read.format("delta").load(lake.table("silver"))
+    assert sorted(r.event_id for r in silver.select("event_id").collect()) == [1, 2, 3]
 
 
 # --- the pattern, end to end -------------------------------------------------------------
