@@ -48,29 +48,6 @@ pytestmark = pytest.mark.timeout(LANE_TIMEOUT_S + 300)
 
 
 @dataclass(frozen=True)
-class KnownGap:
-    """A pattern that does not yet run over Spark Connect, the error that proves it, and why."""
-
-    signature: str
-    reason: str
-
-
-CONNECT_GAPS: dict[str, KnownGap] = {
-    "integration/02": KnownGap(
-        "STREAMING_CONNECT_SERIALIZATION_ERROR",
-        "its foreachBatch sinks are objects sharing driver-side state: the live view's statistics (behind a "
-        "threading.Lock), the local Snowflake engine's connection (fakesnow's DuckDB lives in the driver process) "
-        "and the crash-injection hook; over Connect the sink is pickled and run by a server-side Python worker, "
-        "so that state cannot travel (the medallion's silver flows show the Connect-ready shape: batch outcomes "
-        "logged to a Delta table, the session taken from batch_df.sparkSession)",
-    ),
-}
-"""Observed in the Connect lane and routed to the patterns' authors. A listed pattern failing with
-its signature is an expected failure; failing any other way, or passing, fails the test (so the
-list cannot go stale)."""
-
-
-@dataclass(frozen=True)
 class LaneResult:
     """Every pattern's outcome in one lane, the session start, and where the output went."""
 
@@ -128,7 +105,7 @@ def run_lane(name: str, work_root: Path, **spark: str) -> LaneResult:
     )
 
 
-def check_pattern(lane: LaneResult, pattern_id: str, gaps: dict[str, KnownGap] | None = None) -> None:
+def check_pattern(lane: LaneResult, pattern_id: str) -> None:
     if not written(pattern_id):
         pytest.skip(f"{pattern_id} is not written yet")
     if lane.session.get("error"):
@@ -137,11 +114,6 @@ def check_pattern(lane: LaneResult, pattern_id: str, gaps: dict[str, KnownGap] |
     if outcome is None:
         why = "the lane timed out before it" if lane.timed_out else "the lane process died before it"
         pytest.fail(f"{pattern_id} did not run: {why}; see {lane.log}")
-    gap = (gaps or {}).get(pattern_id)
-    if gap is not None:
-        assert outcome["exit_code"] != 0, f"{pattern_id} now passes: remove it from the known gaps"
-        assert gap.signature in outcome["error"], f"{pattern_id} failed differently: {outcome['error']}"
-        pytest.xfail(f"known gap: {gap.reason}")
     assert outcome["exit_code"] == 0, (
         f"{pattern_id} exited {outcome['exit_code']}: {outcome['error']} (log: {lane.log})"
     )
@@ -230,7 +202,7 @@ def test_connect_server_binds_loopback_only(connect_lane: LaneRun) -> None:
 @pytest.mark.connect
 @pytest.mark.parametrize("pattern_id", spark_side_patterns())
 def test_pattern_runs_over_spark_connect(connect_lane: LaneRun, pattern_id: str) -> None:
-    check_pattern(connect_lane.lane, pattern_id, CONNECT_GAPS)
+    check_pattern(connect_lane.lane, pattern_id)
 
 
 # ---------------------------------------------------------------------------------- standalone cluster
