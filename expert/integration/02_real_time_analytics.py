@@ -890,8 +890,9 @@ class StreamMonitor:
         self.warehouse, self.live = warehouse, live
         self.run = 1
         self.status = "starting"
-        self.bronze: dict[tuple[int, int], tuple[int, int]] = {}
-        """(run, batch id) → (records, quarantined), from the bronze query's observed metrics."""
+        self.bronze: dict[int, tuple[int, int]] = {}
+        """Batch id → (records, quarantined), from the bronze query's observed metrics; a batch the
+        restart runs again keeps its id (the checkpoint is the same), so it is counted once."""
         self.attempts: list[SinkAttempt] = []
         self.revenue: list[tuple[pd.Timestamp, float]] = []
         self.latency: dict[str, np.ndarray] = {"delta": np.array([]), "snowflake": np.array([])}
@@ -906,7 +907,7 @@ class StreamMonitor:
             progress = pipeline.bronze.lastProgress if pipeline.bronze is not None else None
             metrics = observed_metrics(progress, "bronze") if progress is not None else {}
             if progress is not None and metrics.get("records"):
-                self.bronze.setdefault((self.run, progress.batchId), (metrics["records"], metrics["quarantined"]))
+                self.bronze.setdefault(progress.batchId, (metrics["records"], metrics["quarantined"]))
         if self.live and (now or moment - self._polled_slow >= self.DASHBOARD_POLL_S):
             self._polled_slow = moment
             self._poll_dashboard()
