@@ -192,8 +192,18 @@ def plan_events(rows: int, seed: int) -> EventPlan:
 # --------------------------------------------------------------------------------------------
 
 
+NOT_READY = frozenset({"NOT_LEADER_FOR_PARTITION", "LEADER_NOT_AVAILABLE", "UNKNOWN_TOPIC_OR_PART"})
+"""Kafka errors that mean "this partition's leadership is still settling": wait, do not fail."""
+
+
 def ensure_topic(endpoint: KafkaEndpoint) -> int:
-    """Create the topic if it is missing; return its partition count."""
+    """Create the topic if it is missing; return its partition count once it can be used.
+
+    Usable means every partition has a leader in the metadata AND that leader answers for the
+    partition's offsets: right after creation a fresh broker can list a leader that still
+    refuses ListOffsets with NOT_LEADER_FOR_PARTITION (seen once on a fresh CI machine).
+    """
+    from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient(endpoint.client_config())
@@ -209,12 +219,21 @@ def ensure_topic(endpoint: KafkaEndpoint) -> int:
                     f"create it yourself ({PARTITIONS} partitions) or grant this user CREATE on the cluster",
                 ) from None
     deadline = time.monotonic() + 30
+    waiting_for = "a leader for every partition"
     while time.monotonic() < deadline:
         topic = admin.list_topics(topic=TOPIC, timeout=10).topics.get(TOPIC)
         if topic and topic.partitions and all(p.leader >= 0 for p in topic.partitions.values()):
-            return len(topic.partitions)
+            try:
+                end_offsets(endpoint, len(topic.partitions))
+            except KafkaException as exc:
+                error = exc.args[0]
+                if not (error.retriable() or error.name() in NOT_READY):
+                    raise
+                waiting_for = f"the leaders to answer for offsets (last: {error.name()})"
+            else:
+                return len(topic.partitions)
         time.sleep(0.2)
-    raise ExpertError(f"topic {TOPIC} has no leader for every partition after 30 s", "check the broker's log")
+    raise ExpertError(f"topic {TOPIC} not ready after 30 s: still waiting for {waiting_for}", "check the broker's log")
 
 
 def end_offsets(endpoint: KafkaEndpoint, partitions: int) -> dict[int, int]:

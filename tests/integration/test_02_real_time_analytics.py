@@ -138,6 +138,32 @@ def test_cloud_settings_reach_both_clients_and_the_secret_stays_hidden() -> None
     assert "s3cret-value" not in repr(endpoint) and "s3cret-value" not in repr(config)
 
 
+def test_topic_waits_for_leaders_that_answer_for_offsets(
+    kafka_broker: kafka.KafkaEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from confluent_kafka import KafkaError, KafkaException
+
+    answers = iter([KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, None])
+    real = rta.end_offsets
+
+    def settling(endpoint: kafka.KafkaEndpoint, partitions: int) -> dict[int, int]:
+        code = next(answers)
+        if code is not None:
+            raise KafkaException(KafkaError(code))
+        return real(endpoint, partitions)
+
+    monkeypatch.setattr(rta, "end_offsets", settling)
+    assert rta.ensure_topic(kafka_broker) == rta.PARTITIONS
+    assert next(answers, "drained") == "drained", "it asked until the leaders answered"
+
+    def refused(endpoint: kafka.KafkaEndpoint, partitions: int) -> dict[int, int]:
+        raise KafkaException(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED))
+
+    monkeypatch.setattr(rta, "end_offsets", refused)
+    with pytest.raises(KafkaException):
+        rta.ensure_topic(kafka_broker)  # not a leadership that is settling: no waiting
+
+
 # --- the pieces of the pipeline ----------------------------------------------------------
 
 
