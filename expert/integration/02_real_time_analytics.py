@@ -969,13 +969,11 @@ class StreamRecord:
     commits: dict[int, BatchCommit]
     replays: list[Replay]
     crashed_batch: int | None
-    sent_at_crash: int
-    silver_version_at_crash: int
     sink_processes: set[str]
     """Where the silver sink ran (host:pid), from its log."""
 
 
-def record_stream(spark: SparkSession, lake: Lake, sink: SnowflakeSink, outcome: StreamOutcome) -> StreamRecord:
+def record_stream(spark: SparkSession, lake: Lake, sink: SnowflakeSink) -> StreamRecord:
     """Join the sink log with Delta: per batch, its events' produce times and how many commits it made."""
     from pyspark.sql import functions as F
 
@@ -1004,7 +1002,7 @@ def record_stream(spark: SparkSession, lake: Lake, sink: SnowflakeSink, outcome:
             )
     crashed = next((a.batch_id for a in attempts if a.crashed), None)
     processes = {a.process for a in attempts}
-    return StreamRecord(commits, replays, crashed, outcome.sent_at_crash, outcome.silver_version_at_crash, processes)
+    return StreamRecord(commits, replays, crashed, processes)
 
 
 def stream_with_crash(
@@ -1299,8 +1297,8 @@ def show_stream(run: PatternRun, outcome: StreamOutcome, record: StreamRecord, p
     after_restart = sum(c.rows for c in record.commits.values() if c.run == 2)
     run.check(
         "the silver query crashed mid-stream, after committing a batch, and the restarted stream carried on",
-        record.crashed_batch is not None and record.sent_at_crash < len(plan.deliveries) and after_restart > 0,
-        f"crash after batch {record.crashed_batch}, noticed with {record.sent_at_crash:,} of {len(plan.deliveries):,} "
+        record.crashed_batch is not None and outcome.sent_at_crash < len(plan.deliveries) and after_restart > 0,
+        f"crash after batch {record.crashed_batch}, noticed with {outcome.sent_at_crash:,} of {len(plan.deliveries):,} "
         f"records sent; {after_restart:,} new events committed after the restart",
     )
 
@@ -1707,7 +1705,9 @@ def measure_throughput(run: PatternRun, phases: list[Phase], outcome: StreamOutc
     )
 
 
-def historical_analytics(run: PatternRun, spark: SparkSession, lake: Lake, record: StreamRecord) -> None:
+def historical_analytics(
+    run: PatternRun, spark: SparkSession, lake: Lake, record: StreamRecord, *, version_at_crash: int
+) -> None:
     """The stream's tables are ordinary Delta tables: query them in batch, and travel back to the crash."""
     silver = lake.table("silver")
     by_channel = spark.sql(
@@ -1719,12 +1719,12 @@ def historical_analytics(run: PatternRun, spark: SparkSession, lake: Lake, recor
             FROM delta.`{silver}` GROUP BY channel ORDER BY revenue DESC"""
     ).toPandas()
     run.table(by_channel, title="historical: conversion and revenue by channel (batch query on silver)")
-    at_crash = spark.read.format("delta").option("versionAsOf", record.silver_version_at_crash).load(silver).count()
+    at_crash = spark.read.format("delta").option("versionAsOf", version_at_crash).load(silver).count()
     committed_by_crash = sum(c.rows for c in record.commits.values() if c.batch_id <= (record.crashed_batch or -1))
     run.check(
         "time travel to the crash shows exactly what was committed then",
         at_crash == committed_by_crash,
-        f"silver as of version {record.silver_version_at_crash}: {at_crash:,} events",
+        f"silver as of version {version_at_crash}: {at_crash:,} events",
     )
 
 
@@ -1832,7 +1832,7 @@ def body(run: PatternRun) -> None:
                 pipeline.stop()
                 for silver_sink in sinks:
                     silver_sink.close()
-            record = record_stream(spark, lake, sink, outcome)
+            record = record_stream(spark, lake, sink)
             show_stream(run, outcome, record, plan)
 
             run.step("Prove exactly-once: bronze, quarantine, silver, Snowflake")
@@ -1853,7 +1853,7 @@ def body(run: PatternRun) -> None:
             sink_warehouse(run, sink, record)
 
             run.step("Historical analytics on the same Delta tables")
-            historical_analytics(run, spark, lake, record)
+            historical_analytics(run, spark, lake, record, version_at_crash=outcome.silver_version_at_crash)
 
             run.step("Dashboard snapshot")
             write_dashboard(run, sink, latencies)
