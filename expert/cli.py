@@ -169,6 +169,9 @@ def _write_json(path: Path, outcomes: list[Outcome], *, total: float, spark_star
                 "checks_passed": sum(c.passed for c in report.checks) if report else 0,
                 "checks": len(report.checks) if report else 0,
                 "cloud_only": o.cloud_only,
+                "cloud_plan": [dataclasses.asdict(e) for e in report.cloud_plan] if report else [],
+                "stand_ins": list(report.stand_ins) if report else [],
+                "step_seconds": [{"step": t, "seconds": round(s, 3)} for t, s in report.step_seconds] if report else [],
                 "figures": [dataclasses.asdict(f) for f in report.figures] if report else [],
             }
         )

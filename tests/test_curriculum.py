@@ -82,3 +82,71 @@ def test_test_files_belong_to_scripts() -> None:
     for path in (PROJECT_ROOT / "tests").glob("*/test_[0-9][0-9]_*.py"):
         assert path.name in stems, f"{path} tests no pattern in the curriculum"
         assert Path(path.parent.name) in {Path(t) for t in tracks()}
+
+
+MAX_SCRIPT_LINES = 700
+"""A lesson longer than this is two lessons (CONVENTIONS.md: at most 700 lines, aim for 500)."""
+
+
+def _functions(tree: ast.Module) -> dict[str, ast.FunctionDef]:
+    return {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+
+
+def calls_in_order(function: ast.FunctionDef, names: set[str]) -> list[str]:
+    """The module-level functions `function` calls (or passes on), in the order of their first mention."""
+    mentions = sorted(
+        (node.lineno, node.col_offset, node.id)
+        for node in ast.walk(function)
+        if isinstance(node, ast.Name) and node.id in names and node.id != function.name
+    )
+    return list(dict.fromkeys(name for _, _, name in mentions))
+
+
+@pytest.mark.parametrize("meta", WRITTEN, ids=lambda m: m.id)
+def test_script_reads_in_story_order(meta: PatternMeta) -> None:
+    """The steps `body` calls appear in the file in the order of their first call, then `body`, then `main`."""
+    tree = ast.parse(meta.path.read_text())
+    functions = _functions(tree)
+    assert "body" in functions, "a body(run) function: the lesson's table of contents"
+    called = calls_in_order(functions["body"], set(functions))
+    lines = [functions[name].lineno for name in called]
+    out_of_order = [(a, b) for a, b, la, lb in zip(called, called[1:], lines, lines[1:], strict=False) if la > lb]
+    assert not out_of_order, f"defined in another order than body calls them: {out_of_order}"
+    assert all(line < functions["body"].lineno for line in lines), "every step is defined above body"
+    assert functions["body"].lineno < functions["main"].lineno, "main comes after body"
+
+
+@pytest.mark.parametrize("meta", WRITTEN, ids=lambda m: m.id)
+def test_constants_are_defined_before_use(meta: PatternMeta) -> None:
+    """A reader never meets a module constant before the line that defines it."""
+    tree = ast.parse(meta.path.read_text())
+    defined: dict[str, int] = {}
+    for node in tree.body:
+        targets = (
+            node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        )
+        for target in targets:
+            if isinstance(target, ast.Name) and target.id.isupper():
+                defined.setdefault(target.id, node.lineno)
+    late = sorted(
+        {
+            (name.id, name.lineno, defined[name.id])
+            for node in tree.body
+            for name in ast.walk(node)
+            if isinstance(name, ast.Name) and name.id in defined and name.lineno < defined[name.id]
+        }
+    )
+    assert not late, f"used (line) before defined (line): {late}"
+
+
+@pytest.mark.parametrize("meta", WRITTEN, ids=lambda m: m.id)
+def test_script_is_one_lesson(meta: PatternMeta) -> None:
+    lines = len(meta.path.read_text().splitlines())
+    assert lines <= MAX_SCRIPT_LINES, f"{lines} lines: move machinery to the shared layer or split the lesson"
+
+
+@pytest.mark.parametrize("meta", WRITTEN, ids=lambda m: m.id)
+def test_header_says_why_it_matters(meta: PatternMeta) -> None:
+    from expert.runtime.pattern import why_it_matters
+
+    assert len(why_it_matters(meta)) > 80, "the docstring has a 'Why it matters' paragraph the header prints"

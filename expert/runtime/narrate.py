@@ -11,34 +11,52 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
+from rich.padding import Padding
 from rich.panel import Panel
+from rich.syntax import Syntax
 from rich.table import Table
 
-from expert.runtime.report import Check, Figure, RunReport
+from expert.runtime.report import Check, Figure, PlanEntry, RunReport
 
 
 class Narrator:
     """Prints a pattern's story; `quiet=True` keeps the same calls silent."""
 
-    def __init__(self, *, quiet: bool = False, console: Console | None = None) -> None:
+    def __init__(self, *, quiet: bool = False, brief: bool = False, console: Console | None = None) -> None:
         self.console = console or Console(quiet=quiet, highlight=False, soft_wrap=False)
         if quiet:
             self.console.quiet = True
+        self.brief = brief
+        """One line per cloud step instead of its whole statement or payload."""
         self._step = 0
+        self._stand_ins: set[str] = set()
 
     @property
     def quiet(self) -> bool:
         return self.console.quiet
 
-    def header(self, title: str, subtitle: str = "") -> None:
+    def header(self, title: str, subtitle: str = "", why: str = "") -> None:
+        """The run's banner: the pattern, the engines it runs on, and why the pattern matters."""
         body = f"[bold]{escape(title)}[/bold]" + (f"\n{escape(subtitle)}" if subtitle else "")
+        if why:
+            body += f"\n\n{escape(why)}"
         self.console.print(Panel(body, expand=False, border_style="cyan"))
 
-    def step(self, title: str) -> int:
-        """Start the next numbered step."""
+    def step(self, title: str, why: str = "") -> int:
+        """Start the next numbered step; `why` is the one line that says what the step is for."""
         self._step += 1
         self.console.print(f"\n[bold cyan]Step {self._step}[/] · [bold]{escape(title)}[/]")
+        if why:
+            self.console.print(f"  [italic]why: {escape(why)}[/]")
         return self._step
+
+    def stand_in(self, feature: str, how: str) -> bool:
+        """Say, once per feature, that a local twin runs in place of a cloud feature."""
+        if feature in self._stand_ins:
+            return False
+        self._stand_ins.add(feature)
+        self.console.print(f"  [blue]⇄ local stand-in for {escape(feature)}:[/] {escape(how)}")
+        return True
 
     def say(self, text: str) -> None:
         self.console.print(f"  {escape(text)}")
@@ -83,13 +101,23 @@ class Narrator:
         detail = f" [dim]— {escape(check.detail)}[/]" if check.detail else ""
         self.console.print(f"  {mark} {escape(check.name)}{detail}")
 
-    def cloud_only(self, sql: str, reason: str, executed: bool) -> None:
-        label = "[green]executed in the cloud[/]" if executed else "[yellow]cloud-only, not executed[/]"
-        first = sql.strip().splitlines()[0] if sql.strip() else ""
-        more = " …" if len(sql.strip().splitlines()) > 1 else ""
-        self.console.print(f"  [yellow]☁[/] {label}: {escape(first)}{more}")
-        if not executed and reason:
-            self.console.print(f"    [dim]why: {escape(reason)}[/]")
+    def cloud_step(self, entry: PlanEntry) -> None:
+        """A step that runs on a real service: the whole statement or payload (one line with `brief`)."""
+        label = "[green]executed in the cloud[/]" if entry.executed else "[yellow]cloud-only, not executed[/]"
+        where = f"{entry.service} {entry.kind}".strip()
+        lines = entry.text.strip().splitlines()
+        if self.brief or len(lines) <= 1:
+            more = f" … ({len(lines)} lines)" if len(lines) > 1 else ""
+            self.console.print(f"  [yellow]☁[/] {label} ({escape(where)}): {escape(entry.first_line)}{more}")
+        else:
+            self.console.print(f"  [yellow]☁[/] {label} ({escape(where)}):")
+            self.console.print(
+                Padding(Syntax(entry.text.strip(), entry.language, theme="ansi_dark", word_wrap=True), (0, 0, 0, 4))
+            )
+        if entry.purpose and not self.brief:
+            self.console.print(f"    [dim]for: {escape(entry.purpose)}[/]")
+        if not entry.executed and entry.reason:
+            self.console.print(f"    [dim]not run here: {escape(entry.reason)}[/]")
 
     def warn(self, text: str) -> None:
         self.console.print(f"  [yellow]![/] {escape(text)}")
@@ -112,12 +140,21 @@ class Narrator:
             table.add_row("[green]✓[/]" if check.passed else "[red]✗[/]", escape(check.name))
         self.console.print()
         self.console.print(table)
+        if report.step_seconds:
+            times = Table(title="Wall time per step", title_justify="left", show_header=False, box=None)
+            times.add_column("", justify="right")
+            times.add_column("")
+            times.add_column("", justify="right")
+            for number, (title, seconds) in enumerate(report.step_seconds, start=1):
+                times.add_row(str(number), escape(title), f"{seconds:.1f} s")
+            self.console.print(times)
         for figure in report.key_figures:
             self.figure(figure)
         if report.cloud_only:
             self.console.print(
-                f"  [yellow]☁[/] {len(report.cloud_only)} cloud-only statement(s) recorded, "
-                "not executed locally (run with credentials in .env to execute them)"
+                f"  [yellow]☁[/] {len(report.cloud_only)} cloud-only step(s) shown, not executed here "
+                "(saved with the rest of the cloud plan in the workdir: cloud-plan.md, and cloud-plan.sql "
+                "for Snowflake; run with credentials in .env to execute them)"
             )
         status = "[green bold]passed[/]" if report.passed else "[red bold]failed[/]"
         self.console.print(f"\n{escape(report.pattern_id)} {status} in {report.seconds:.1f} s")

@@ -10,6 +10,7 @@ and leaves a `RunReport` behind for `expert run` and the tests.
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import importlib.util
 import sys
@@ -27,7 +28,8 @@ from expert import PROJECT_ROOT
 from expert.runtime.config import Settings, load_settings
 from expert.runtime.errors import ExpertError, InvariantError
 from expert.runtime.narrate import Narrator
-from expert.runtime.report import Check, Figure, RunReport
+from expert.runtime.report import Check, Figure, PlanEntry, RunReport, SessionTranscript, StatementRecord
+from expert.runtime.timing import Stopwatch, stopwatch
 from expert.runtime.workdir import pattern_workdir
 
 if TYPE_CHECKING:
@@ -159,6 +161,7 @@ class PatternRun:
     report: RunReport
     _snowflake_sessions: list[SnowflakeSession] = field(default_factory=list)
     _cleared_roots: set[str] = field(default_factory=set)
+    _step_watch: Stopwatch | None = None
 
     @property
     def rows(self) -> int:
@@ -213,11 +216,13 @@ class PatternRun:
                 narrator=self.narrator,
             )
         with opened as session:
+            session.plan = self.report.cloud_plan
             self._snowflake_sessions.append(session)
             try:
                 yield session
             finally:
-                self.report.cloud_only.extend(r.sql for r in session.ledger if not r.executed)
+                self._snowflake_sessions.remove(session)
+                self.report.snowflake_transcripts.append(transcript(session))
 
     @contextlib.contextmanager
     def snowflake_endpoint(self, database: str = "EXPERT", schema: str = "PUBLIC") -> Iterator[SnowflakeEndpoint]:
@@ -230,8 +235,33 @@ class PatternRun:
         ) as endpoint:
             yield endpoint
 
-    def step(self, title: str) -> None:
-        self.narrator.step(title)
+    def step(self, title: str, why: str = "") -> None:
+        """Start the next numbered step (and time it until the next one); `why` says what it is for."""
+        self.end_step()
+        self.narrator.step(title, why)
+        self.report.step_seconds.append((title, 0.0))
+        self._step_watch = Stopwatch()
+
+    def end_step(self) -> None:
+        """Stop the current step's clock (the harness calls it when the pattern ends)."""
+        if self._step_watch is not None and self.report.step_seconds:
+            title, _ = self.report.step_seconds[-1]
+            self.report.step_seconds[-1] = (title, self._step_watch.stop())
+            self._step_watch = None
+
+    def timed(self) -> contextlib.AbstractContextManager[Stopwatch]:
+        """Time a block: `with run.timed() as watch: ...`, then report `watch.seconds` as a figure."""
+        return stopwatch()
+
+    def stand_in(self, feature: str, how: str) -> StandIn:
+        """Say (once per feature) that a local twin runs in place of a cloud feature.
+
+        Used as `with run.stand_in(...):`, the Snowflake statements issued inside the block are
+        marked as the stand-in's, so the saved cloud worksheet leaves them out.
+        """
+        if self.narrator.stand_in(feature, how):
+            self.report.stand_ins.append(feature)
+        return StandIn(feature, tuple(self._snowflake_sessions))
 
     def say(self, text: str) -> None:
         self.narrator.say(text)
@@ -257,10 +287,47 @@ class PatternRun:
         if not condition:
             raise InvariantError(name, detail or "condition was false")
 
-    def cloud_only_step(self, kind: str, text: str, reason: str) -> None:
-        """Record a non-Snowflake step that only runs against a real service (a job deploy, a REST call)."""
-        self.report.cloud_only.append(f"[{kind}] {text.strip().splitlines()[0]}")
-        self.narrator.cloud_only(f"[{kind}] {text}", reason, executed=False)
+    def cloud_only_step(
+        self, service: str, text: str, reason: str, *, kind: str = "", language: str = "text", purpose: str = ""
+    ) -> PlanEntry:
+        """Show and save a non-Snowflake step that only runs against a real service (a job deploy, a
+        REST call, `terraform apply`): its whole payload, in `language` (json, yaml, hcl, bash, python)."""
+        entry = PlanEntry(service, kind, text.strip(), reason, purpose, language, executed=False)
+        self.report.cloud_plan.append(entry)
+        self.narrator.cloud_step(entry)
+        return entry
+
+
+@dataclass
+class StandIn:
+    """The block where a local twin plays a cloud feature (see `PatternRun.stand_in`)."""
+
+    feature: str
+    sessions: tuple[SnowflakeSession, ...]
+    _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+
+    def __enter__(self) -> StandIn:
+        for session in self.sessions:
+            self._stack.enter_context(session.stand_in(self.feature))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+
+def transcript(session: SnowflakeSession) -> SessionTranscript:
+    """A session's statements as the cloud worksheet needs them, each cloud-only one with its reason."""
+    pending = iter([r for r in session.ledger if not r.executed])
+    records = []
+    for entry in session.audit:
+        note = ""
+        if entry.category in ("cloud-only (recorded)", "recommended (not applied)"):
+            record = next(pending, None)
+            if record is not None:
+                note = f"{record.kind}" + (f", to {record.purpose}" if record.purpose else "")
+                note += f". Not run here: {record.reason}" if record.reason else ""
+        records.append(StatementRecord(entry.sql, entry.category, entry.ok, entry.params, entry.stand_in, note))
+    return SessionTranscript(session.database, session.schema, session.mode, tuple(records))
 
 
 def base_parser(meta: PatternMeta, default_rows: int) -> argparse.ArgumentParser:
@@ -271,6 +338,9 @@ def base_parser(meta: PatternMeta, default_rows: int) -> argparse.ArgumentParser
     parser.add_argument("--rows", type=int, default=default_rows, help=f"data size knob (default {default_rows:,})")
     parser.add_argument("--seed", type=int, default=42, help="generator seed (default 42)")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    parser.add_argument(
+        "--brief", action="store_true", help="one line per cloud-only step instead of its whole statement or payload"
+    )
     return parser
 
 
@@ -288,14 +358,15 @@ def run_pattern(
     if add_arguments:
         add_arguments(parser)
     args = parser.parse_args(argv)
-    narrator = Narrator(quiet=args.quiet)
+    narrator = Narrator(quiet=args.quiet, brief=args.brief)
     report = RunReport(meta.id, meta.title)
     REPORTS.append(report)
     started = time.perf_counter()
+    run: PatternRun | None = None
     try:
         settings = load_settings()
         workdir = pattern_workdir(meta.track, meta.stem)
-        narrator.header(f"{meta.id} · {meta.title}", _modes_line(meta, settings))
+        narrator.header(f"{meta.id} · {meta.title}", _modes_line(meta, settings), why_it_matters(meta))
         run = PatternRun(meta, args, settings, workdir, narrator, report)
         body(run)
         report.exit_code = 0
@@ -314,9 +385,23 @@ def run_pattern(
         narrator.error(
             f"unexpected {type(exc).__name__} in {meta.id}", "this is a bug in the pattern: please report it"
         )
+    if run is not None:
+        run.end_step()
+        from expert.runtime.cloud_plan import write_cloud_plan
+
+        write_cloud_plan(run.workdir, report, _modes_line(meta, run.settings))
     report.seconds = time.perf_counter() - started
     narrator.summary(report)
     return int(report.exit_code)
+
+
+def why_it_matters(meta: PatternMeta) -> str:
+    """The docstring's "Why it matters" paragraph, which the header prints."""
+    docstring = ast.get_docstring(ast.parse(meta.path.read_text())) or ""
+    for paragraph in docstring.split("\n\n"):
+        if paragraph.startswith("Why it matters"):
+            return " ".join(line.strip() for line in paragraph.splitlines())
+    return ""
 
 
 def _modes_line(meta: PatternMeta, settings: Settings) -> str:

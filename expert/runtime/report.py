@@ -1,4 +1,4 @@
-"""What a pattern run proved: measured figures, checked invariants and cloud-only steps.
+"""What a pattern run proved: measured figures, checked invariants and its cloud plan.
 
 The pattern harness fills one `RunReport` per run; the narrator prints it, `expert run` puts its
 key figures in the summary table, and tests assert on it.
@@ -41,6 +41,50 @@ class Check:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class PlanEntry:
+    """One step of the cloud plan: a statement or payload that runs on a real service.
+
+    `executed` is true when it ran (cloud mode); otherwise `reason` says why it could not run here.
+    `language` names how the text is highlighted and saved (sql, json, yaml, hcl, bash, text).
+    """
+
+    service: str
+    kind: str
+    text: str
+    reason: str = ""
+    purpose: str = ""
+    language: str = "sql"
+    executed: bool = False
+
+    @property
+    def first_line(self) -> str:
+        lines = self.text.strip().splitlines()
+        return lines[0] if lines else ""
+
+
+@dataclass(frozen=True)
+class StatementRecord:
+    """One statement a Snowflake session issued, as the cloud worksheet needs it."""
+
+    sql: str
+    category: str
+    ok: bool
+    params: object = None
+    stand_in: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class SessionTranscript:
+    """Every statement one Snowflake session issued, in order, and where it ran."""
+
+    database: str
+    schema: str
+    mode: str
+    statements: tuple[StatementRecord, ...]
+
+
 @dataclass
 class RunReport:
     """Everything a run established, in the order it happened."""
@@ -49,7 +93,10 @@ class RunReport:
     title: str
     figures: list[Figure] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
-    cloud_only: list[str] = field(default_factory=list)
+    cloud_plan: list[PlanEntry] = field(default_factory=list)
+    snowflake_transcripts: list[SessionTranscript] = field(default_factory=list)
+    stand_ins: list[str] = field(default_factory=list)
+    step_seconds: list[tuple[str, float]] = field(default_factory=list)
     seconds: float = 0.0
     exit_code: int | None = None
     error: str = ""
@@ -62,6 +109,11 @@ class RunReport:
 
     def value(self, label: str) -> float | int | str:
         return self.figure(label).value
+
+    @property
+    def cloud_only(self) -> list[str]:
+        """The whole text of every cloud step that did not run here, in order."""
+        return [entry.text for entry in self.cloud_plan if not entry.executed]
 
     @property
     def key_figures(self) -> list[Figure]:

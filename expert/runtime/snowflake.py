@@ -30,6 +30,7 @@ import snowflake.connector.pandas_tools
 from expert.runtime.config import Mode, ServiceConfig
 from expert.runtime.errors import ExpertError
 from expert.runtime.narrate import Narrator
+from expert.runtime.report import PlanEntry
 from expert.runtime.snowflake_ddl import CloudStatement
 
 if TYPE_CHECKING:
@@ -63,6 +64,9 @@ class AuditEntry:
     ok: bool
     seconds: float
     rows: int | None = None
+    params: Any = None
+    stand_in: str = ""
+    """The cloud feature a local stand-in statement plays (empty for the statements an account runs too)."""
 
 
 @dataclass
@@ -76,10 +80,27 @@ class SnowflakeSession:
     narrator: Narrator | None = None
     ledger: list[CloudOnlyRecord] = field(default_factory=list)
     audit: list[AuditEntry] = field(default_factory=list)
+    plan: list[PlanEntry] | None = None
+    """The run's cloud plan: every cloud-only record is appended to it as it happens."""
+    playing: str = ""
+    """While set, the statements issued are a local stand-in for this cloud feature (not in the cloud plan)."""
 
     @property
     def is_local(self) -> bool:
         return self.mode == "local"
+
+    @contextlib.contextmanager
+    def stand_in(self, feature: str) -> Iterator[None]:
+        """Mark the statements issued in the block as a local stand-in for `feature`.
+
+        They run (the lesson needs their results) but an account would run the real feature
+        instead, so the saved cloud worksheet leaves them out and names the feature there.
+        """
+        previous, self.playing = self.playing, feature
+        try:
+            yield
+        finally:
+            self.playing = previous
 
     def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> SnowflakeCursor:
         """Run a statement for real (both modes) and add it to the audit trail."""
@@ -88,9 +109,9 @@ class SnowflakeSession:
         try:
             cursor.execute(sql, params)
         except Exception:
-            self._audit(sql, "query", ok=False, started=started)
+            self._audit(sql, "query", ok=False, started=started, params=params)
             raise
-        self._audit(sql, "query", ok=True, started=started, rows=cursor.rowcount)
+        self._audit(sql, "query", ok=True, started=started, rows=cursor.rowcount, params=params)
         return cursor
 
     def fetch(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -146,9 +167,7 @@ class SnowflakeSession:
         else:
             self.execute(sql)
             record = CloudOnlyRecord(statement.kind, sql, "", purpose, executed=True)
-        self.ledger.append(record)
-        if self.narrator:
-            self.narrator.cloud_only(sql, record.reason, record.executed)
+        self._record(record)
         return record
 
     def cloud_only_fetch(self, statement: CloudStatement, purpose: str = "") -> list[dict[str, Any]] | None:
@@ -161,10 +180,7 @@ class SnowflakeSession:
             self.cloud_only(statement, purpose)
             return None
         rows = self.fetch(statement.to_sql())
-        record = CloudOnlyRecord(statement.kind, statement.to_sql(), "", purpose, executed=True)
-        self.ledger.append(record)
-        if self.narrator:
-            self.narrator.cloud_only(record.sql, "", executed=True)
+        self._record(CloudOnlyRecord(statement.kind, statement.to_sql(), "", purpose, executed=True))
         return rows
 
     def recommend(self, statement: CloudStatement, purpose: str, why_not_applied: str) -> CloudOnlyRecord:
@@ -179,14 +195,25 @@ class SnowflakeSession:
         sql = statement.to_sql()
         record = CloudOnlyRecord(statement.kind, sql, why_not_applied, purpose, executed=False)
         self._audit(sql, "recommended (not applied)", ok=True, started=time.perf_counter())
-        self.ledger.append(record)
-        if self.narrator:
-            self.narrator.cloud_only(sql, why_not_applied, executed=False)
+        self._record(record)
         return record
 
-    def _audit(self, sql: str, category: str, *, ok: bool, started: float, rows: int | None = None) -> None:
+    def _record(self, record: CloudOnlyRecord) -> None:
+        """Add a cloud-only statement to the ledger and the run's plan, and show it whole."""
+        self.ledger.append(record)
+        entry = PlanEntry("snowflake", record.kind, record.sql, record.reason, record.purpose, "sql", record.executed)
+        if self.plan is not None:
+            self.plan.append(entry)
+        if self.narrator:
+            self.narrator.cloud_step(entry)
+
+    def _audit(
+        self, sql: str, category: str, *, ok: bool, started: float, rows: int | None = None, params: Any = None
+    ) -> None:
         seconds = time.perf_counter() - started
-        self.audit.append(AuditEntry(len(self.audit) + 1, sql.strip(), category, ok, seconds, rows))
+        self.audit.append(
+            AuditEntry(len(self.audit) + 1, sql.strip(), category, ok, seconds, rows, params, self.playing)
+        )
 
 
 def _cloud_kwargs(config: ServiceConfig, database: str, schema: str) -> dict[str, Any]:

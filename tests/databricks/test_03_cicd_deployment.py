@@ -314,8 +314,8 @@ def test_pattern_promotes_rolls_back_and_blocks(pattern_run) -> None:  # type: i
     assert checks["1.2.0 is blocked: the contract audit failed, nothing was published"].passed
     assert checks["ANALYTICS_PROD: rerunning schemachange applies nothing (idempotent)"].passed
     assert outcome.report.value("releases kept / rolled back / blocked") == "1 / 1 / 1"
-    kinds = sorted(line.split("]")[0] + "]" for line in outcome.report.cloud_only)
-    assert kinds == ["[databricks job]", "[github]", "[terraform]", "[terraform]"]
+    services = sorted(e.service for e in outcome.report.cloud_plan if not e.executed)
+    assert services == ["databricks job", "github", "terraform", "terraform"]
 
 
 @pytest.mark.slow
