@@ -38,6 +38,7 @@ def pytest_configure(config: pytest.Config) -> None:
         parent.mkdir(parents=True, exist_ok=True)
         root = Path(tempfile.mkdtemp(prefix="session-", dir=parent))
         os.environ["EXPERT_WORK_ROOT"] = str(root)
+        os.environ.setdefault("EXPERT_PROGRESS_FILE", str(root / "progress.json"))
         config.stash[_OWN_ROOT] = root
 
 

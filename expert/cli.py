@@ -10,6 +10,13 @@ expert spark connect-server start|stop|status
                                  a Spark Connect server with Delta on 127.0.0.1:15002: run the
                                  patterns over it with SPARK_REMOTE=sc://127.0.0.1:15002
 expert bench [--scales 1e5,1e6]  measure startup, every pattern, the medallion at scale; writes BENCHMARKS.md
+expert exercises [--json]        every exercise with your status (not started / failing / passed)
+expert check ID | --all [--report FILE.json]
+                                 check an exercise (exit 0 passed, 1 failed, 2 bad input), or all of them
+expert hint ID · expert reset ID · expert watch [ID] · expert progress
+                                 a hint; the starter back; re-check on save; the completion checklist
+expert capstone check [--manifest FILE]
+                                 verify the capstone's ten requirements from your artifacts
 expert spark cluster start|stop|status
                                  a standalone master + worker on 127.0.0.1: run the patterns on
                                  it with SPARK_MASTER=spark://127.0.0.1:7077
@@ -40,6 +47,7 @@ from expert.runtime.pattern import REPORTS, PatternMeta, curriculum, load_module
 from expert.runtime.report import RunReport
 
 console = Console(highlight=False)
+LEARNING_COMMANDS = ("exercises", "check", "hint", "reset", "watch", "progress")
 
 
 def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 (one return per subcommand)
@@ -61,6 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 (one return
     from expert.bench import add_arguments as add_bench_arguments
 
     add_bench_arguments(bench)
+    from expert.exercises.commands import add_parsers as add_learning_parsers
+
+    add_learning_parsers(sub)
     args = parser.parse_args(argv)
     try:
         if args.command == "list":
@@ -75,6 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 (one return
             from expert.bench import run_bench
 
             return run_bench(args)
+        if args.command in LEARNING_COMMANDS:
+            from expert.exercises.commands import dispatch
+
+            return dispatch(args)
         return cmd_doctor(quick=args.quick)
     except ExpertError as exc:
         Console(stderr=True, highlight=False).print(f"[red bold]error:[/] {escape(exc.message)}")

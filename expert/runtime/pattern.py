@@ -392,6 +392,10 @@ def run_pattern(
         write_cloud_plan(run.workdir, report, _modes_line(meta, run.settings))
     report.seconds = time.perf_counter() - started
     narrator.summary(report)
+    if report.passed:
+        from expert.exercises.progress import Progress
+
+        Progress.load().pattern_passed(meta.id, report.seconds)
     return int(report.exit_code)
 
 

@@ -1,0 +1,1 @@
+"""One module per pattern: each exercise's check, proving the technique with the lesson's invariants."""

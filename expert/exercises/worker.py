@@ -1,0 +1,78 @@
+"""The check worker: a process that runs checks on request and keeps its Spark session warm.
+
+Why a separate process: a learner's code may loop forever or wedge a Spark job. The CLI gives
+each check a time limit and, past it, kills this process (and the JVM it started) and starts a
+fresh one, so a bad attempt never leaves a session, a workdir or a broker that breaks the next
+check. Between requests the process stays up, so watch mode and `check --all` pay for Spark once.
+
+Protocol: one JSON request per line on stdin (`{"id": ..., "file": ...}`), one JSON verdict per
+line on the original stdout. Everything else the check or the learner prints goes to stderr.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from expert.exercises.catalog import Exercise, find, spark_features
+from expert.exercises.context import CheckContext
+from expert.exercises.learner import LearnerCode
+from expert.exercises.verdict import BadInputError, CheckFailedError, Verdict
+from expert.runtime.errors import ExpertError
+from expert.runtime.timing import Stopwatch
+
+
+def run_check(exercise: Exercise, file: Path) -> Verdict:
+    """Run one exercise's check on `file` in this process and say what it proved."""
+    watch = Stopwatch()
+    module_name, _, function_name = exercise.check.partition(":")
+    check = getattr(importlib.import_module(module_name), function_name)
+    try:
+        learner = LearnerCode(file)
+        evidence = check(learner, CheckContext(exercise.id, spark_features()))
+        return Verdict(exercise.id, "passed", str(evidence), seconds=watch.stop())
+    except BadInputError as exc:
+        return Verdict(exercise.id, "bad-input", exc.message, where=exc.where, seconds=watch.stop())
+    except CheckFailedError as exc:
+        cause = exc.__cause__ or exc
+        return Verdict(
+            exercise.id,
+            "failed",
+            exc.detail,
+            invariant=exc.invariant,
+            where=exc.where,
+            seconds=watch.stop(),
+            traceback="".join(traceback.format_exception(cause)),
+        )
+    except ExpertError as exc:
+        return Verdict(exercise.id, "bad-input", exc.message, where=exc.fix, seconds=watch.stop())
+
+
+def serve() -> None:
+    """Answer check requests until stdin closes."""
+    protocol = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    protocol.write(json.dumps({"ready": True}) + "\n")
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        request = json.loads(line)
+        try:
+            verdict = run_check(find(request["id"]), Path(request["file"]))
+        except Exception as exc:
+            verdict = Verdict(
+                request.get("id", "?"),
+                "failed",
+                f"the checker itself failed: {type(exc).__name__}: {exc}",
+                invariant="checker error (please report it)",
+                traceback=traceback.format_exc(),
+            )
+        protocol.write(json.dumps(verdict.as_dict()) + "\n")
+
+
+if __name__ == "__main__":
+    serve()

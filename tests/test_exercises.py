@@ -1,0 +1,186 @@
+"""The dev check of the exercises (rustlings' `dev check`): metadata and files agree, every starter
+fails its own check with its own message, every solution passes, and bad input is reported as such."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from expert import PROJECT_ROOT
+from expert.exercises.catalog import Exercise, exercises, file_sha256, find, pristine_starter
+from expert.exercises.runner import CheckWorker
+from expert.exercises.worker import run_check
+from expert.runtime.pattern import curriculum
+
+ALL = exercises()
+MIN_PER_PATTERN = 1
+
+
+def test_ids_files_and_numbering_agree() -> None:
+    ids = [e.id for e in ALL]
+    assert len(ids) == len(set(ids)), "ids are unique"
+    patterns = {m.id for m in curriculum()}
+    for exercise in ALL:
+        assert exercise.pattern in patterns, exercise.id
+        assert exercise.id.startswith(exercise.pattern + "."), exercise.id
+        assert exercise.path.is_file() and exercise.solution_path.is_file(), exercise.id
+        assert exercise.file.startswith("exercises/") and exercise.solution.startswith("solutions/"), exercise.id
+        assert Path(exercise.file).relative_to("exercises") == Path(exercise.solution).relative_to("solutions")
+        assert exercise.engine in ("snowflake", "spark", "python"), exercise.id
+        assert exercise.hint and exercise.task and exercise.minutes > 0, exercise.id
+    for pattern in {e.pattern for e in ALL}:
+        numbers = [e.number for e in ALL if e.pattern == pattern]
+        assert numbers == list(range(1, len(numbers) + 1)), f"{pattern}: {numbers}"
+
+
+def test_every_file_in_the_exercise_folders_is_listed() -> None:
+    listed = {e.path for e in ALL} | {e.solution_path for e in ALL}
+    on_disk = {p.resolve() for folder in ("exercises", "solutions") for p in (PROJECT_ROOT / folder).rglob("*.py")}
+    assert on_disk == listed
+
+
+@pytest.mark.parametrize("exercise", ALL, ids=lambda e: e.id)
+def test_starter_is_the_shipped_starter(exercise: Exercise) -> None:
+    assert file_sha256(exercise.path) == exercise.starter_sha256, (
+        f"{exercise.file} changed: update starter_sha256 in exercises/info.toml to {file_sha256(exercise.path)}"
+    )
+
+
+@pytest.mark.parametrize("exercise", ALL, ids=lambda e: e.id)
+def test_starter_states_the_task_and_keeps_the_solutions_signatures(exercise: Exercise) -> None:
+    starter, solution = (ast.parse(p.read_text()) for p in (exercise.path, exercise.solution_path))
+    docstring = ast.get_docstring(starter) or ""
+    assert docstring.startswith(f"Exercise {exercise.id} "), "the docstring names the exercise"
+    assert f"expert check {exercise.id}" in docstring, "the docstring says how to check it"
+    assert "TODO" in exercise.path.read_text(), "the starter marks what to do"
+    assert ast.get_docstring(solution) == docstring, "starter and solution state the same task"
+
+    def signatures(tree: ast.Module) -> dict[str, str]:
+        return {n.name: ast.unparse(n.args) for n in tree.body if isinstance(n, ast.FunctionDef)}
+
+    assert signatures(starter) == signatures(solution)
+
+
+@pytest.mark.parametrize("exercise", ALL, ids=lambda e: e.id)
+def test_starter_fails_with_the_exercises_own_message(exercise: Exercise, request: pytest.FixtureRequest) -> None:
+    if exercise.engine == "spark":
+        request.getfixturevalue("spark")
+    verdict = run_check(exercise, exercise.path)
+    assert verdict.status == "failed", verdict
+    assert verdict.invariant and verdict.message, verdict
+    assert " raised " not in verdict.invariant and "not written yet" not in verdict.invariant, (
+        "a starter fails an invariant of the technique, not with an exception"
+    )
+
+
+@pytest.mark.parametrize("exercise", ALL, ids=lambda e: e.id)
+def test_solution_passes(exercise: Exercise, request: pytest.FixtureRequest) -> None:
+    if exercise.engine == "spark":
+        request.getfixturevalue("spark")
+    verdict = run_check(exercise, exercise.solution_path)
+    assert verdict.status == "passed", verdict
+
+
+def test_reset_finds_the_shipped_starter_in_git_history() -> None:
+    exercise = ALL[0]
+    assert pristine_starter(exercise) == exercise.path.read_bytes()
+
+
+def expert(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "expert", *args],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+        check=False,
+    )
+
+
+SNOWFLAKE_EXERCISE = next(e for e in ALL if e.engine == "snowflake")
+
+
+def test_cli_lists_exercises_as_json() -> None:
+    result = expert("exercises", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [r["id"] for r in rows] == [e.id for e in ALL]
+    assert {"id", "pattern", "title", "file", "solution", "status"} <= set(rows[0])
+    assert {r["status"] for r in rows} <= {"not started", "failing", "passed"}
+
+
+def test_cli_check_exit_codes(tmp_path: Path) -> None:
+    exercise = SNOWFLAKE_EXERCISE
+    failed = expert("check", exercise.id)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "invariant broken" in failed.stdout and "Traceback" not in failed.stdout + failed.stderr
+    passed = expert("check", exercise.id, "--file", exercise.solution)
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    unknown = expert("check", "snowflake/99.9")
+    assert unknown.returncode == 2 and "unknown exercise" in unknown.stderr
+
+
+def _variant(tmp_path: Path, exercise: Exercise, old: str, new: str) -> Path:
+    text = exercise.solution_path.read_text()
+    assert old in text
+    path = tmp_path / exercise.path.name
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+def test_bad_input_names_file_and_line(tmp_path: Path) -> None:
+    exercise = SNOWFLAKE_EXERCISE
+    broken = _variant(tmp_path, exercise, "def ", "def (")
+    verdict = run_check(exercise, broken)
+    assert verdict.status == "bad-input" and "does not parse" in verdict.message
+    assert verdict.where.startswith(str(broken)) and verdict.where.rsplit(":", 1)[1].isdigit()
+    source = exercise.solution_path.read_text()
+    function = next(n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef))
+    renamed = _variant(tmp_path, exercise, f"def {function.name}(", f"def {function.name}(extra, ")
+    verdict = run_check(exercise, renamed)
+    assert verdict.status == "bad-input" and "keep the starter's signature" in verdict.message
+
+
+def test_code_that_raises_is_a_failed_check_at_its_line(tmp_path: Path) -> None:
+    exercise = SNOWFLAKE_EXERCISE
+    source = exercise.solution_path.read_text()
+    function = next(n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef))
+    first = function.body[1] if ast.get_docstring(function) else function.body[0]
+    indent = " " * first.col_offset
+    lines = source.splitlines()
+    lines.insert(first.lineno - 1, f"{indent}raise KeyError('ORDER_ID')")
+    path = tmp_path / exercise.path.name
+    path.write_text("\n".join(lines) + "\n")
+    verdict = run_check(exercise, path)
+    assert verdict.status == "failed" and "raised KeyError" in verdict.invariant
+    assert verdict.where == f"{path}:{first.lineno}"
+
+
+def test_an_endless_loop_hits_the_time_limit_and_the_next_check_still_works(tmp_path: Path) -> None:
+    exercise = SNOWFLAKE_EXERCISE
+    source = exercise.solution_path.read_text()
+    function = next(n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef))
+    first = function.body[1] if ast.get_docstring(function) else function.body[0]
+    lines = source.splitlines()
+    lines.insert(first.lineno - 1, " " * first.col_offset + "while True: pass")
+    looping = tmp_path / exercise.path.name
+    looping.write_text("\n".join(lines) + "\n")
+    with CheckWorker(time_limit_s=3) as worker:
+        verdict = worker.check(exercise, looping)
+        assert verdict.status == "failed" and verdict.invariant == "time limit", verdict
+        assert "time limit of 3 s" in verdict.message
+        worker.time_limit_s = None
+        assert worker.check(exercise, exercise.solution_path).passed
+
+
+def test_find_rejects_unknown_ids_with_the_known_ones() -> None:
+    from expert.runtime.errors import ExpertError
+
+    with pytest.raises(ExpertError, match="unknown exercise"):
+        find("snowflake/01.99")
