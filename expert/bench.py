@@ -302,7 +302,7 @@ def render(results: dict[str, Any]) -> str:
             )
             lines.append(
                 f"| {p['id']} | {p['result']} | {_fmt(p['seconds'])} | {alone_text} | {ratio} | "
-                f"{p['checks_passed']}/{p['checks']} |"
+                f"{p['checks_passed']}/{len(p['checks'])} |"
             )
         lines.append("")
     scales = results.get("scales", [])

@@ -25,7 +25,6 @@ expert spark cluster start|stop|status
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib.metadata
 import json
 import shutil
@@ -47,7 +46,7 @@ from expert.runtime.pattern import REPORTS, PatternMeta, curriculum, load_module
 from expert.runtime.report import RunReport
 
 console = Console(highlight=False)
-LEARNING_COMMANDS = ("exercises", "check", "hint", "reset", "watch", "progress")
+LEARNING_COMMANDS = ("exercises", "check", "hint", "reset", "watch", "progress", "capstone")
 
 
 def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 (one return per subcommand)
@@ -178,16 +177,11 @@ def _write_json(path: Path, outcomes: list[Outcome], *, total: float, spark_star
         report = o.report
         patterns.append(
             {
-                "id": o.meta.id,
+                **(report.as_dict() if report else {"id": o.meta.id}),
                 "result": o.result,
                 "seconds": round(o.seconds, 3),
                 "checks_passed": sum(c.passed for c in report.checks) if report else 0,
-                "checks": len(report.checks) if report else 0,
                 "cloud_only": o.cloud_only,
-                "cloud_plan": [dataclasses.asdict(e) for e in report.cloud_plan] if report else [],
-                "stand_ins": list(report.stand_ins) if report else [],
-                "step_seconds": [{"step": t, "seconds": round(s, 3)} for t, s in report.step_seconds] if report else [],
-                "figures": [dataclasses.asdict(f) for f in report.figures] if report else [],
             }
         )
     document = {"total_seconds": round(total, 3), "spark_start_seconds": spark_start, "patterns": patterns}

@@ -1,4 +1,4 @@
-"""`expert exercises | check | hint | reset | watch | progress`: the learner's and instructor's commands.
+"""`expert exercises | check | hint | reset | watch | progress | capstone`: the learning commands.
 
 The names and the JSON shapes are an interface: instructors' scripts rely on them (see
 docs/instructors.md).
@@ -48,6 +48,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     watch = sub.add_parser("watch", help="re-check the current exercise on every save; move on when it passes")
     watch.add_argument("id", nargs="?", help="start at this exercise (default: the first one not passed)")
     sub.add_parser("progress", help="the chapter's completion checklist, ticked by what you have passed")
+    capstone = sub.add_parser("capstone", help="verify the capstone's ten requirements from your manifest")
+    capstone.add_argument("action", choices=("check",))
+    capstone.add_argument("--manifest", type=Path, help="default: capstone/manifest.toml")
 
 
 def dispatch(args: argparse.Namespace) -> int:  # noqa: PLR0911 (one return per subcommand)
@@ -66,6 +69,10 @@ def dispatch(args: argparse.Namespace) -> int:  # noqa: PLR0911 (one return per 
         return cmd_reset(args.id)
     if args.command == "watch":
         return cmd_watch(args.id)
+    if args.command == "capstone":
+        from expert.exercises.capstone import cmd_capstone
+
+        return cmd_capstone(args.manifest)
     from expert.exercises.completion import cmd_progress
 
     return cmd_progress()

@@ -13,6 +13,7 @@ import argparse
 import ast
 import contextlib
 import importlib.util
+import json
 import sys
 import time
 import tomllib
@@ -391,6 +392,8 @@ def run_pattern(
 
         write_cloud_plan(run.workdir, report, _modes_line(meta, run.settings))
     report.seconds = time.perf_counter() - started
+    if run is not None:
+        (run.workdir / "report.json").write_text(json.dumps(report.as_dict(), indent=2, default=str) + "\n")
     narrator.summary(report)
     if report.passed:
         from expert.exercises.progress import Progress

@@ -6,7 +6,8 @@ key figures in the summary table, and tests assert on it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -122,3 +123,18 @@ class RunReport:
     @property
     def passed(self) -> bool:
         return self.exit_code == 0 and all(c.passed for c in self.checks)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The run as data: `report.json` in the workdir and `expert run --json` hold this."""
+        return {
+            "id": self.pattern_id,
+            "title": self.title,
+            "exit_code": self.exit_code,
+            "error": self.error,
+            "seconds": round(self.seconds, 3),
+            "checks": [asdict(c) for c in self.checks],
+            "figures": [asdict(f) for f in self.figures],
+            "step_seconds": [{"step": title, "seconds": round(s, 3)} for title, s in self.step_seconds],
+            "stand_ins": list(self.stand_ins),
+            "cloud_plan": [asdict(e) for e in self.cloud_plan],
+        }
