@@ -388,6 +388,13 @@ def run_pattern(
         )
     if run is not None:
         run.end_step()
+        from expert.runtime.storage import storage_settings
+
+        if "spark" in meta.needs and not storage_settings().root:
+            from expert.lakehouse.delta_log import delta_activity
+
+            activity = delta_activity(run.workdir)
+            report.delta_commits, report.delta_merges = activity.commits, activity.merges
         from expert.runtime.cloud_plan import write_cloud_plan
 
         write_cloud_plan(run.workdir, report, _modes_line(meta, run.settings))

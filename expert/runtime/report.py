@@ -98,6 +98,8 @@ class RunReport:
     snowflake_transcripts: list[SessionTranscript] = field(default_factory=list)
     stand_ins: list[str] = field(default_factory=list)
     step_seconds: list[tuple[str, float]] = field(default_factory=list)
+    delta_commits: int | None = None
+    delta_merges: int | None = None
     seconds: float = 0.0
     exit_code: int | None = None
     error: str = ""
@@ -136,5 +138,7 @@ class RunReport:
             "figures": [asdict(f) for f in self.figures],
             "step_seconds": [{"step": title, "seconds": round(s, 3)} for title, s in self.step_seconds],
             "stand_ins": list(self.stand_ins),
+            "delta_commits": self.delta_commits,
+            "delta_merges": self.delta_merges,
             "cloud_plan": [asdict(e) for e in self.cloud_plan],
         }
