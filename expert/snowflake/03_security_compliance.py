@@ -60,7 +60,7 @@ GOVERNANCE = f"{DATABASE}.GOVERNANCE"
 ACCOUNT = "MYORG-SHOP"
 """ASSUMPTION: the account identifier the example key-pair token is issued for."""
 
-# --- Layer 1: network -----------------------------------------------------------------------
+# --- The network the account trusts (used by step 1) ---------------------------------------------
 CORPORATE_RANGES = ("203.0.113.0/24", "198.51.100.0/24")
 """Documentation address ranges standing in for the office and VPN egress IPs."""
 LOADER_NAT_IPS = ("192.0.2.10/32", "192.0.2.11/32")
@@ -68,7 +68,7 @@ BLOCKED_INSIDE_CORPORATE = ("203.0.113.66/32",)
 """A compromised laptop's address: blocked even though it is inside an allowed range."""
 PRIVATE_ENDPOINT = "vpce-0a1b2c3d4e5f67890"
 
-# --- Layer 3: the RBAC model, as data --------------------------------------------------------
+# --- The role model and the users, as data (steps 2-6) -------------------------------------------
 SYSTEM_HIERARCHY = {
     "ACCOUNTADMIN": ("SYSADMIN", "SECURITYADMIN"),
     "SECURITYADMIN": ("USERADMIN",),
@@ -164,7 +164,7 @@ def create_schemas(session: SnowflakeSession) -> None:
         session.execute(f"CREATE SCHEMA IF NOT EXISTS {DATABASE}.{schema}")
 
 
-# --- Layer 1 · Network ---------------------------------------------------------------------------
+# --- Step 1 · Layer 1 · Network ------------------------------------------------------------------
 
 
 def network_layer(run: PatternRun, session: SnowflakeSession) -> None:
@@ -221,7 +221,7 @@ def network_layer(run: PatternRun, session: SnowflakeSession) -> None:
     )
 
 
-# --- Layer 2 · Authentication --------------------------------------------------------------------
+# --- Step 2 · Layer 2 · Authentication -----------------------------------------------------------
 
 
 def authentication_policies() -> dict[str, ddl.AuthenticationPolicy]:
@@ -330,7 +330,7 @@ def authentication_layer(run: PatternRun, session: SnowflakeSession) -> None:
         )
 
 
-# --- Layer 3 · Authorization ---------------------------------------------------------------------
+# --- Step 3 · Layer 3 · Authorization ------------------------------------------------------------
 
 
 def declared_model() -> RbacModel:
@@ -381,7 +381,7 @@ def authorization_layer(run: PatternRun, session: SnowflakeSession) -> RbacModel
     return model
 
 
-# --- Layer 4 · Data ------------------------------------------------------------------------------
+# --- Step 4 · Layer 4 · Data ---------------------------------------------------------------------
 
 
 def load_tables(session: SnowflakeSession, world: EcommerceWorld, seed: int) -> dict[str, set[str]]:
@@ -551,7 +551,7 @@ def data_layer(
     return truth, evaluator, readers
 
 
-# --- Drift, and a change gated by the same checks ------------------------------------------------
+# --- Steps 5-6 · Drift, and a change gated by the same checks ------------------------------------
 
 
 def drift_check(run: PatternRun, session: SnowflakeSession, model: RbacModel) -> None:
@@ -603,7 +603,7 @@ def gate_change(run: PatternRun, evaluator: PolicyEvaluator) -> None:
     )
 
 
-# --- Layer 5 · Audit -----------------------------------------------------------------------------
+# --- Step 7 · Layer 5 · Audit --------------------------------------------------------------------
 
 
 ACCESS_HISTORY_SQL = f"""
@@ -658,7 +658,7 @@ def audit_layer(run: PatternRun, session: SnowflakeSession, pii: set[str]) -> No
     )
 
 
-# --- The claim -----------------------------------------------------------------------------------
+# --- Step 8 · The claim --------------------------------------------------------------------------
 
 
 def verified_claim(run: PatternRun, model: RbacModel, guarded: list[Protection], readers: set[str]) -> None:
