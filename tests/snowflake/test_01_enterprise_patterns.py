@@ -160,15 +160,15 @@ def test_change_set_delivers_appended_rows_once_and_merge_keeps_the_newest(
     pattern: ModuleType, snowflake_local
 ) -> None:  # type: ignore[no-untyped-def]
     _setup(pattern, snowflake_local)
-    changes = pattern.ChangeSource(snowflake_local)
+    changes = pattern.order_changes(snowflake_local)
     _append(snowflake_local, [(1, "placed", "2026-01-01"), (1, "shipped", "2026-01-02"), (2, "placed", "2026-01-01")])
-    assert changes.consume()[:2] == (3, 2)
+    assert changes.consume(pattern.merge_sql)[:2] == (3, 2)
     assert changes.pending()[1] == 0
     # A stale version arriving late must not overwrite the newer one; a newer one must.
     _append(snowflake_local, [(1, "placed", "2026-01-01"), (2, "delivered", "2026-01-03")])
-    delivered, changed, _ = changes.consume(crash_before_offset_commit=True)
+    delivered, changed, _ = changes.consume(pattern.merge_sql, crash_before_offset_commit=True)
     assert (delivered, changed) == (2, 1)
-    assert changes.consume()[:2] == (2, 0), "the re-delivered change set is applied once"
+    assert changes.consume(pattern.merge_sql)[:2] == (2, 0), "the re-delivered change set is applied once"
     final = {r["ORDER_ID"]: r["STATUS"] for r in snowflake_local.fetch("SELECT ORDER_ID, STATUS FROM CORE.ORDERS")}
     assert final == {1: "shipped", 2: "delivered"}
 

@@ -1,4 +1,4 @@
-"""snowflake/02: the billing model, the SQL replay against an independent one, cache and sizing rules.
+"""snowflake/02: the billing model, the SQL replay against an independent one, sizing and cold-start rules.
 
 Runs of main() come from the shared `pattern_run` fixture (cached per argument set; no Spark started).
 """
@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from expert.runtime import usage_history
 from expert.runtime.pattern import load_module, select_patterns
 from expert.runtime.snowflake_ddl import WarehouseSize
 
@@ -29,7 +30,7 @@ def test_billing_model_by_hand(cost: ModuleType) -> None:
     # AUTO_SUSPEND 0: every run bills at least 60 seconds.
     assert cost.billed_sessions(starts, ends, 0) == [(0.0, 60.0), (100.0, 160.0), (5000.0, 5060.0)]
     assert cost.billed_credits(starts, ends, 600, 4) == pytest.approx((730 + 601) * 4 / 3600)
-    hourly = cost.hourly_credits(starts, ends, 600, 4, 3)
+    hourly = usage_history.hourly_credits(cost.billed_sessions(starts, ends, 600), 4, 3)
     assert hourly.sum() == pytest.approx(cost.billed_credits(starts, ends, 600, 4))
     assert hourly[1] == pytest.approx((5601 - 5000) * 4 / 3600)
 
@@ -39,7 +40,7 @@ def test_sql_replay_matches_the_python_replay(cost: ModuleType, snowflake_local)
     rng = np.random.default_rng(5)
     starts = np.sort(rng.uniform(0, 6 * 3600, 300))
     ends = starts + rng.exponential(40, 300)
-    origin = cost.LOCAL_ORIGIN
+    origin = usage_history.LOCAL_ORIGIN
     frame = pd.DataFrame(
         {
             "WAREHOUSE_NAME": "WH",
@@ -70,57 +71,9 @@ def test_sql_replay_matches_the_python_replay(cost: ModuleType, snowflake_local)
     assert cost.replay(snowflake_local, "WH", 0, window).active_seconds == pytest.approx(union, rel=1e-5)
 
 
-def test_generated_history_is_deterministic(cost: ModuleType) -> None:
-    first = cost.generate_account_usage(3000, 7)
-    again = cost.generate_account_usage(3000, 7)
-    other = cost.generate_account_usage(3000, 8)
-    pd.testing.assert_frame_equal(first.views["QUERY_HISTORY"], again.views["QUERY_HISTORY"])
-    assert first.avoidable_misses == again.avoidable_misses
-    assert not first.views["QUERY_HISTORY"].equals(other.views["QUERY_HISTORY"])
-
-
-def test_result_cache_rules(cost: ModuleType) -> None:
-    origin = cost.LOCAL_ORIGIN
-    tile = cost.BI_TILES[0]
-    live = cost.BI_TILES[3]
-    rows = [
-        ("q1", tile.text, "SELECT", 0),
-        ("q2", tile.variant, "SELECT", 60),  # same query, other spelling: avoidable, "text differs"
-        ("q3", live.text, "SELECT", 120),
-        ("q4", live.text, "SELECT", 180),  # CURRENT_TIMESTAMP(): never reused, "run-time function"
-        ("m1", cost.HOURLY_ETL[2].text, "MERGE", 240),  # writes ORDERS: older results are stale
-        ("q5", tile.variant, "SELECT", 400),  # stale: not avoidable
-        ("q6", tile.text, "SELECT", 400 + 25 * 3600),  # older than 24 h: not avoidable
-    ]
-    history = pd.DataFrame(
-        {
-            "QUERY_ID": [r[0] for r in rows],
-            "QUERY_TEXT": [r[1] for r in rows],
-            "QUERY_TYPE": [r[2] for r in rows],
-            "ROLE_NAME": "BI_READER",
-            "START_TIME": [origin + pd.Timedelta(seconds=r[3]) for r in rows],
-            "END_TIME": [origin + pd.Timedelta(seconds=r[3] + 5) for r in rows],
-            "EXECUTION_TIME": 5000,
-        }
-    )
-    misses = {m.query_id: m.why for m in cost.result_cache_misses(history, origin)}
-    assert misses == {"q2": "text differs", "q4": "run-time function"}
-
-
-def test_sql_parsing_helpers(cost: ModuleType) -> None:
-    assert cost.written_table(cost.HOURLY_ETL[2].text) == "SHOP.CORE.ORDERS"
-    assert cost.written_table(cost.NIGHTLY_ETL[1].text) == "SHOP.MART.DAILY_REVENUE"
-    assert cost.written_table(cost.BI_TILES[0].text) is None
-    assert cost.filter_columns("SELECT * FROM a.b.t x JOIN a.b.u y ON x.k = y.k WHERE x.ts > 1 AND y.c = 2") == {
-        "A.B.T": {"TS"},
-        "A.B.U": {"C"},
-    }
-    assert cost.normalized(cost.BI_TILES[0].text) == cost.normalized(cost.BI_TILES[0].variant)
-
-
 def test_sizing_rules(cost: ModuleType) -> None:
     warehouse = cost.WarehouseConfig("WH", WarehouseSize.LARGE, 60, interactive=True)
-    origin = cost.LOCAL_ORIGIN
+    origin = usage_history.LOCAL_ORIGIN
     intervals = pd.DataFrame(
         {
             "WAREHOUSE_NAME": "WH",
@@ -152,18 +105,6 @@ def test_cold_start_budget_keeps_interactive_warehouses_warm(cost: ModuleType) -
     batch = cost.WarehouseConfig("ETL", WarehouseSize.SMALL, 600, interactive=False)
     assert cost.choose_auto_suspend(interactive, ladder).auto_suspend == 300
     assert cost.choose_auto_suspend(batch, ladder).auto_suspend == 60
-
-
-def test_fleet_is_read_from_show_warehouses_rows(cost: ModuleType) -> None:
-    rows = [
-        {"NAME": "COMPUTE_WH", "SIZE": "X-Small", "AUTO_SUSPEND": 600},
-        {"NAME": "BIG", "SIZE": "2X-Large", "AUTO_SUSPEND": None},
-    ]
-    fleet = cost.fleet_from_account(rows)
-    assert fleet["COMPUTE_WH"].size is WarehouseSize.XSMALL and fleet["COMPUTE_WH"].auto_suspend == 600
-    assert fleet["BIG"].size is WarehouseSize.XXLARGE
-    assert fleet["BIG"].auto_suspend == cost.NEVER_SUSPENDS, "NULL means the warehouse never suspends"
-    assert cost.fleet_from_account(None) == {w.name: w for w in cost.FLEET}
 
 
 def test_pattern_passes_and_records_recommendations_in_order(pattern_run) -> None:  # type: ignore[no-untyped-def]
@@ -198,11 +139,11 @@ def test_auto_suspend_saving_equals_an_independent_recomputation(cost: ModuleTyp
         for sql in report.cloud_only
         if (m := re.match(r"ALTER WAREHOUSE (\w+) SET\n  AUTO_SUSPEND = (\d+)", sql))
     }
-    history = cost.generate_account_usage(12_000, 42).views["QUERY_HISTORY"]
+    history = usage_history.generate_account_usage(12_000, 42, billing=cost.billed_sessions).views["QUERY_HISTORY"]
     saved = 0.0
-    for warehouse in cost.FLEET:
+    for warehouse in usage_history.FLEET:
         busy = history[(history["WAREHOUSE_NAME"] == warehouse.name) & (history["EXECUTION_TIME"] > 0)]
-        starts, ends = cost._seconds(busy["START_TIME"]), cost._seconds(busy["END_TIME"])
+        starts, ends = usage_history.seconds_since(busy["START_TIME"]), usage_history.seconds_since(busy["END_TIME"])
         today = cost.billed_credits(starts, ends, warehouse.auto_suspend, warehouse.credits_per_hour)
         after = cost.billed_credits(starts, ends, chosen[warehouse.name], warehouse.credits_per_hour)
         saved += today - after

@@ -1,4 +1,4 @@
-"""snowflake/03: the RBAC closure, policy bodies evaluated per role, PII discovery, key-pair auth, drift.
+"""snowflake/03: the role model, the policies evaluated per role, PII discovery against the generator, the claim.
 
 Runs of main() come from the shared `pattern_run` fixture (cached per argument set; no Spark started).
 """
@@ -6,20 +6,16 @@ Runs of main() come from the shared `pattern_run` fixture (cached per argument s
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from types import ModuleType
 
-import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
 from pydantic import ValidationError
-from snowflake.connector.auth import AuthByKeyPair
 
 from expert.runtime.data import EcommerceWorld
 from expert.runtime.pattern import load_module, select_patterns
+from expert.runtime.pii_discovery import discover_pii
 from expert.runtime.snowflake_ddl import (
     AuthenticationPolicy,
-    NetworkPolicy,
     NetworkRule,
     SetAuthenticationPolicy,
     SetUserPublicKey,
@@ -49,7 +45,7 @@ def test_pattern_verifies_the_claim(pattern_run, sec: ModuleType) -> None:  # ty
     assert code == 0, report.error
     assert all(c.passed for c in report.checks)
     assert report.checks[-1].name == "no role outside the allowed set can read any PII column unmasked"
-    assert report.value("roles checked") == len(sec.RbacModel.declared().roles)
+    assert report.value("roles checked") == len(sec.declared_model().roles)
 
 
 def test_pii_figure_matches_the_generator(pattern_run, sec: ModuleType, snowflake_local) -> None:  # type: ignore[no-untyped-def]
@@ -72,7 +68,7 @@ def test_cloud_only_record_in_order(pattern_run, sec: ModuleType) -> None:  # ty
     assert recorded[6] == "ALTER ACCOUNT SET NETWORK_POLICY = CORP_ONLY_IPS"
     assert recorded[7].startswith("CREATE SECURITY INTEGRATION IF NOT EXISTS OKTA_SSO")
     # Every statement the RBAC model implies, as one contiguous block, in the model's own order.
-    rbac = [s.to_sql() for s in sec.RbacModel.declared().statements()]
+    rbac = [s.to_sql() for s in sec.declared_model().statements()]
     start = recorded.index(rbac[0])
     assert recorded[start : start + len(rbac)] == rbac
     # Then policies are created before they are attached, and the audit queries come last.
@@ -82,28 +78,14 @@ def test_cloud_only_record_in_order(pattern_run, sec: ModuleType) -> None:  # ty
     assert len(created) == len(sec.MASKS)
     assert any(s.startswith("CREATE OR REPLACE ROW ACCESS POLICY") for s in after[:first_attach])
     assert [s.split()[-1] for s in after if s.startswith("SHOW GRANTS TO ROLE")] == [
-        r for r in sec.RbacModel.declared().roles if r.startswith(("AR_", "FR_"))
+        r for r in sec.declared_model().roles if r.startswith(("AR_", "FR_"))
     ]
     assert "SNOWFLAKE.ACCOUNT_USAGE.LOGIN_HISTORY" in after[-2]
     assert "SNOWFLAKE.ACCOUNT_USAGE.ACCESS_HISTORY" in after[-1]
 
 
-def test_policy_bodies_bind_the_role(sec: ModuleType, snowflake_local) -> None:  # type: ignore[no-untyped-def]
-    body = "CASE WHEN IS_ROLE_IN_SESSION('AR_PII_CLEAR') OR CURRENT_ROLE() = 'AUDITOR' THEN VAL ELSE '***' END"
-    snowflake_local.execute("CREATE TABLE T (EMAIL VARCHAR)")
-    snowflake_local.execute("INSERT INTO T VALUES ('a@b.com')")
-
-    def seen(role: str, closure: set[str]) -> str:
-        expr = sec.bind_role(body, role, closure, {"VAL": "EMAIL"})
-        return snowflake_local.scalar(f"SELECT {expr} FROM T AS t")
-
-    assert seen("FR_ANALYST", {"FR_ANALYST", "PUBLIC"}) == "***"
-    assert seen("FR_COMPLIANCE", {"FR_COMPLIANCE", "AR_PII_CLEAR"}) == "a@b.com"
-    assert seen("AUDITOR", {"AUDITOR"}) == "a@b.com"
-
-
 def test_closure_and_select_follow_the_role_graph(sec: ModuleType) -> None:
-    model = sec.RbacModel.declared()
+    model = sec.declared_model()
     assert model.closure("SYSADMIN") >= {"FR_ANALYST", "AR_CORE_READ", "AR_WH_BI", "PUBLIC"}
     assert "AR_PII_CLEAR" not in model.closure("SYSADMIN")
     assert "AR_PII_CLEAR" in model.closure("FR_COMPLIANCE")
@@ -114,31 +96,31 @@ def test_closure_and_select_follow_the_role_graph(sec: ModuleType) -> None:
 
 
 def test_rbac_checks_catch_bad_models(sec: ModuleType) -> None:
-    conflicted = sec.RbacModel.declared().copy()
+    conflicted = sec.declared_model().copy()
     conflicted.children["FR_GOVERNANCE_ADMIN"].add("AR_PII_CLEAR")
-    public = sec.RbacModel.declared().copy()
+    public = sec.declared_model().copy()
     public.grants["PUBLIC"] = {sec.Grant(sec.Privilege.SELECT, sec.GrantTarget.TABLE, f"{sec.CORE}.CUSTOMERS")}
     failed = {name for name, ok, _ in sec.rbac_findings(conflicted) if not ok}
     assert failed == {"no role outside the exempt set combines conflicting duties"}
     failed = {name for name, ok, _ in sec.rbac_findings(public) if not ok}
     assert failed == {"nothing is granted to PUBLIC"}
-    assert all(ok for _, ok, _ in sec.rbac_findings(sec.RbacModel.declared()))
+    assert all(ok for _, ok, _ in sec.rbac_findings(sec.declared_model()))
 
 
 def test_claim_fails_when_pii_access_rolls_up_to_sysadmin(sec: ModuleType, governed) -> None:  # type: ignore[no-untyped-def]
     session, _ = governed
-    guarded = sec.protections(sec.discover_pii(session))
-    readers, _ = sec.clear_readers(session, sec.RbacModel.declared(), guarded)
+    guarded = sec.protections(discover_pii(session, sec.DATABASE, "CORE"))
+    readers, _ = sec.policy_evaluator(session, sec.declared_model(), guarded).clear_readers()
     assert readers == set(sec.ALLOWED_PII_CLEAR)
-    rolled_up = sec.RbacModel.declared().copy()
+    rolled_up = sec.declared_model().copy()
     rolled_up.children["SYSADMIN"].add("FR_COMPLIANCE")
-    readers, _ = sec.clear_readers(session, rolled_up, guarded)
+    readers, _ = sec.policy_evaluator(session, rolled_up, guarded).clear_readers()
     assert readers - sec.ALLOWED_PII_CLEAR == {"SYSADMIN", "ACCOUNTADMIN"}
 
 
 def test_discovery_needs_both_names_and_values(sec: ModuleType, governed) -> None:  # type: ignore[no-untyped-def]
     session, truth = governed
-    findings = sec.discover_pii(session)
+    findings = discover_pii(session, sec.DATABASE, "CORE")
     found = {(f.table, f.column) for f in findings if f.category}
     assert found == {(t, c) for t, columns in truth.items() for c in columns}
     by_name_only = {(f.table, f.column) for f in findings if f.by_name}
@@ -147,44 +129,11 @@ def test_discovery_needs_both_names_and_values(sec: ModuleType, governed) -> Non
 
 def test_row_policy_follows_the_entitlement_table(sec: ModuleType, governed) -> None:  # type: ignore[no-untyped-def]
     session, _ = governed
-    model = sec.RbacModel.declared()
-    guarded = sec.protections(sec.discover_pii(session))
-    seen = sec.simulate(session, model, "FR_SUPPORT_US", f"{sec.CORE}.CUSTOMERS", guarded)
+    model = sec.declared_model()
+    guarded = sec.protections(discover_pii(session, sec.DATABASE, "CORE"))
+    seen = sec.policy_evaluator(session, model, guarded).visible("FR_SUPPORT_US", f"{sec.CORE}.CUSTOMERS")
     assert seen["rows"] == session.scalar(f"SELECT COUNT(*) FROM {sec.CORE}.CUSTOMERS WHERE COUNTRY = 'US'")
     assert all(v == 0 for v in seen["clear"].values())
-
-
-def test_network_decisions() -> None:
-    pattern = load_module(select_patterns("snowflake/03")[0])
-    policy = NetworkPolicy(name="p", allowed_ip_list=["10.0.0.0/8"], blocked_ip_list=["10.1.2.3/32"])
-    assert pattern.network_decision(policy, "10.9.9.9") == "allowed"
-    assert pattern.network_decision(policy, "10.1.2.3") == "denied (blocked list)"
-    assert pattern.network_decision(policy, "192.168.1.1") == "denied (not in allowed list)"
-
-
-def test_key_pair_token_is_verified_like_snowflake_does(sec: ModuleType, workdir: Path) -> None:
-    pair, passphrase = sec.create_key_pair(workdir / "keys")
-    key = serialization.load_pem_private_key(pair.private_key_file.read_bytes(), password=passphrase)
-    assert sec.registered_fingerprint(pair.public_key_body) == AuthByKeyPair.calculate_public_key_fingerprint(key)
-    token = sec.connector_token(pair.private_key_file, passphrase, "SVC_LOADER")
-    assert sec.verify_as_snowflake(token, pair.public_key_body, "SVC_LOADER")["sub"] == f"{sec.ACCOUNT}.SVC_LOADER"
-    with pytest.raises(jwt.InvalidIssuerError):
-        sec.verify_as_snowflake(token, pair.public_key_body, "SOMEONE_ELSE")
-    with pytest.raises(TypeError):
-        serialization.load_pem_private_key(pair.private_key_file.read_bytes(), password=None)
-
-
-def test_drift_reports_both_directions(sec: ModuleType) -> None:
-    model = sec.RbacModel.declared()
-    expected = sec.show_grants_rows(model, [f"{sec.CORE}.CUSTOMERS"])
-    observed = [
-        *expected[1:],
-        {"PRIVILEGE": "select", "GRANTED_ON": "table", "NAME": "x.y.z", "GRANTEE_NAME": "fr_analyst"},
-    ]
-    missing, extra = sec.grant_drift(expected, observed)
-    first = expected[0]
-    assert missing == {(first["PRIVILEGE"], first["GRANTED_ON"], first["NAME"].upper(), first["GRANTEE_NAME"])}
-    assert extra == {("SELECT", "TABLE", "X.Y.Z", "FR_ANALYST")}
 
 
 def test_audit_trail_is_written_and_complete(pattern_run) -> None:  # type: ignore[no-untyped-def]
