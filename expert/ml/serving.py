@@ -10,14 +10,22 @@ a second Python process per endpoint. Port 0 lets the OS pick a free port, so tw
 
 from __future__ import annotations
 
+import json
 import threading
 import time
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import requests
 
-from expert.ml.tracking import trusted_model_loading
+from expert.ml.tracking import TRUST_ENV, trusted_model_loading
 from expert.runtime.errors import ExpertError
+from expert.runtime.timing import stopwatch
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from pyspark.sql import DataFrame
 
 STARTUP_TIMEOUT_S = 15.0
 REQUEST_TIMEOUT_S = 30.0
@@ -68,11 +76,11 @@ class ModelEndpoint:
 
     def predict(self, records: list[dict[str, Any]]) -> list[Any]:
         """One JSON request in MLflow's serving format; returns the `predictions` list."""
-        started = time.perf_counter()
-        response = self._http.post(
-            f"{self.url}/invocations", json={"dataframe_records": records}, timeout=REQUEST_TIMEOUT_S
-        )
-        self.latencies_ms.append((time.perf_counter() - started) * 1000)
+        with stopwatch() as watch:
+            response = self._http.post(
+                f"{self.url}/invocations", json={"dataframe_records": records}, timeout=REQUEST_TIMEOUT_S
+            )
+        self.latencies_ms.append(watch.seconds * 1000)
         if response.status_code != 200:
             raise ExpertError(
                 f"endpoint v{self.version} answered HTTP {response.status_code}: {response.text[:200]}",
@@ -92,3 +100,78 @@ class ModelEndpoint:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def endpoint_scores(endpoint: ModelEndpoint, frame: pd.DataFrame, columns: Sequence[str], batch: int) -> np.ndarray:
+    """P(class 1) per row through the HTTP endpoint, `batch` JSON records per request."""
+    records = frame[list(columns)].to_dict(orient="records")
+    out: list[float] = []
+    for start in range(0, len(records), batch):
+        out.extend(p[1] for p in endpoint.predict(records[start : start + batch]))
+    return np.asarray(out, dtype=float)
+
+
+def model_serving_request(name: str, model_name: str, versions: dict[str, str], *, capture_schema: str) -> str:
+    """The Databricks Model Serving create request: one served entity per role, traffic split evenly.
+
+    Built with the SDK's own types and returned as the Python that creates the endpoint; inference
+    tables (`auto_capture_config`) record every request and response in `capture_schema`.
+    """
+    from databricks.sdk.service.serving import (
+        AutoCaptureConfigInput,
+        EndpointCoreConfigInput,
+        Route,
+        ServedEntityInput,
+        TrafficConfig,
+    )
+
+    share = 100 // len(versions)
+    catalog, schema = capture_schema.split(".")
+    config = EndpointCoreConfigInput(
+        name=name,
+        served_entities=[
+            ServedEntityInput(
+                name=role,
+                entity_name=model_name,
+                entity_version=version,
+                workload_size="Small",
+                scale_to_zero_enabled=True,
+            )
+            for role, version in versions.items()
+        ],
+        traffic_config=TrafficConfig(
+            routes=[Route(traffic_percentage=share, served_entity_name=role) for role in versions]
+        ),
+        auto_capture_config=AutoCaptureConfigInput(
+            catalog_name=catalog, schema_name=schema, table_name_prefix=name.replace("-", "_")
+        ),
+    )
+    payload = json.dumps(config.as_dict(), indent=2)
+    return (
+        "import json\n\n"
+        "from databricks.sdk import WorkspaceClient\n"
+        "from databricks.sdk.service.serving import EndpointCoreConfigInput\n\n"
+        f'config = EndpointCoreConfigInput.from_dict(json.loads("""\n{payload}\n"""))\n'
+        f"WorkspaceClient().serving_endpoints.create(name={name!r}, config=config)"
+    )
+
+
+def spark_udf_scores(model_name: str, version: str, population: DataFrame, columns: Sequence[str]) -> DataFrame:
+    """`population` with a `score` column: P(class 1) from one registered version, as a Spark UDF (batch).
+
+    `mlflow.pyfunc.spark_udf` ships the model to the executors; `env_manager="local"` runs it in
+    the Python environment the workers already have (on a cluster, pin the same requirements).
+    """
+    import mlflow.pyfunc
+    from pyspark.sql import functions as F
+
+    with trusted_model_loading():
+        udf = mlflow.pyfunc.spark_udf(
+            population.sparkSession,
+            f"models:/{model_name}/{version}",
+            result_type="array<double>",
+            env_manager="local",
+            extra_env={TRUST_ENV: "true"},
+        )
+    inputs = F.struct(*[F.col(c) for c in columns])
+    return population.withColumn("score", udf(inputs)[1])

@@ -24,11 +24,13 @@ __all__ = [
     "TwoProportionTest",
     "assign_arm",
     "bucket",
+    "four_decimals",
     "minimum_detectable_effect",
     "precision_at_fraction",
     "promotion_gate",
     "psi",
     "psi_categorical",
+    "psi_table",
     "two_proportion_ztest",
 ]
 
@@ -152,3 +154,29 @@ def precision_at_fraction(
     order = np.argsort(-np.asarray(scores, dtype=float), kind="stable")
     k = max(1, math.ceil(len(y) * fraction))
     return float(y[order[:k]].mean())
+
+
+def psi_table(
+    reference: pd.DataFrame,
+    windows: dict[str, pd.DataFrame],
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    threshold: float,
+) -> pd.DataFrame:
+    """PSI of every input in each window against `reference`, worst in the last window first, with a status."""
+    rows = []
+    for feature in [*numeric, *categorical]:
+        row: dict[str, object] = {"feature": feature}
+        for label, window in windows.items():
+            measure = psi_categorical if feature in categorical else psi
+            row[label] = measure(reference[feature], window[feature])
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    last = list(windows)[-1]
+    table["status"] = np.where(table[last] >= threshold, "DRIFT", "ok")
+    return table.sort_values(last, ascending=False, kind="stable").round(4).reset_index(drop=True)
+
+
+def four_decimals(value: object) -> object:
+    """A float as text with four decimals (metrics in tables); anything else unchanged."""
+    return f"{value:.4f}" if isinstance(value, float) else value

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from expert.runtime.config import Settings
 from expert.runtime.errors import ExpertError
+from expert.runtime.timing import stopwatch
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -131,15 +131,13 @@ def mlflow_store(settings: Settings, workdir: Path) -> Iterator[MlflowStore]:
         exported = {}
         _forget_cached_stores(tracking_uri)
     with using_uris(tracking_uri, registry_uri), _environment(exported):
-        started = time.perf_counter()
-        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
-        existing = client.get_experiment_by_name(experiment)
-        client.search_registered_models(max_results=1)
-        first_use = time.perf_counter() - started
-        started = time.perf_counter()
-        client.get_experiment_by_name(experiment)
-        client.search_registered_models(max_results=1)
-        warm = time.perf_counter() - started
+        with stopwatch() as first_use:
+            client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
+            existing = client.get_experiment_by_name(experiment)
+            client.search_registered_models(max_results=1)
+        with stopwatch() as warm:
+            client.get_experiment_by_name(experiment)
+            client.search_registered_models(max_results=1)
         experiment_id = (
             existing.experiment_id
             if existing is not None
@@ -153,8 +151,8 @@ def mlflow_store(settings: Settings, workdir: Path) -> Iterator[MlflowStore]:
             experiment_id,
             model_name,
             not config.is_cloud,
-            first_use,
-            warm,
+            first_use.seconds,
+            warm.seconds,
             client,
         )
 

@@ -10,11 +10,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import requests
 
 from conftest import require_tool
+from expert.interop.reconcile import compare_checksums, differing_keys, repair_day
+from expert.interop.transfer import delta_frame, snowflake_table_ddl
 from expert.runtime.data import EcommerceWorld
 from expert.runtime.pattern import load_module, select_patterns
+from expert.upstream.bronze import extract_rows
+from expert.upstream.operational_db import build_operational_db, reprice_products
 
 (META,) = select_patterns("integration/01")
 lakehouse = load_module(META)
@@ -84,46 +87,17 @@ def test_dashboard_renders_in_headless_chromium(outcome, tmp_path: Path) -> None
     assert not [line for line in console if "error" in line.lower() or "Uncaught" in line], console
 
 
-def test_api_pages_with_cursor_and_retries_a_503() -> None:
-    records = [{"seq": i, "payment_id": i, "amount": 1.0} for i in range(1, 26)]
-    with lakehouse.PaymentsApi(records, flaky_page=1) as api, lakehouse.api_session() as http:
-        pull = lakehouse.fetch_payments(api.url, 0, 10, http)
-        assert [r["seq"] for r in pull.records] == list(range(1, 26))
-        assert pull.page_sizes == [10, 10, 5]
-        assert api.failures_served == 1 and api.requests_served == 4
-        assert "cursor=" in pull.records[-1]["_source_file"], "pages after the first follow the next link"
-        assert [r["seq"] for r in lakehouse.fetch_payments(api.url, 20, 10, http).records] == [21, 22, 23, 24, 25]
-        assert lakehouse.fetch_payments(api.url, 25, 10, http).page_sizes == [0]
-        with pytest.raises(requests.HTTPError):
-            lakehouse.fetch_payments(api.url, 0, 0, http)
-    assert lakehouse.decode_cursor(lakehouse.encode_cursor(20, 10)) == (20, 10)
-
-
 def test_incremental_extract_reads_only_changed_rows(tmp_path: Path) -> None:
     world = EcommerceWorld(1_000)
     db = tmp_path / "ops.sqlite"
-    total = lakehouse.build_operational_db(db, world)
-    rows = lakehouse.extract_products(db, None)
+    total = build_operational_db(db, world, lakehouse.UNPRICED_PRODUCTS)
+    rows = extract_rows(db, lakehouse.CHANGED_PRODUCTS_SQL, None)
     assert len(rows) == total == len(world.products) + len(lakehouse.UNPRICED_PRODUCTS)
     high_water = max(r[4] for r in rows)
-    assert lakehouse.extract_products(db, high_water) == []
-    changed = lakehouse.reprice_products(db, 3, "2026-03-01T00:00:00Z")
-    assert sorted(r[0] for r in lakehouse.extract_products(db, high_water)) == sorted(changed)
+    assert extract_rows(db, lakehouse.CHANGED_PRODUCTS_SQL, high_water) == []
+    changed = reprice_products(db, 3, "2026-03-01T00:00:00Z")
+    assert sorted(r[0] for r in extract_rows(db, lakehouse.CHANGED_PRODUCTS_SQL, high_water)) == sorted(changed)
     assert len(changed) == 3
-
-
-def test_compare_checksums_reports_missing_days_and_measures() -> None:
-    day = {"row_count": 2, "units": 3, "amount_cents": 500, "key_sum": 3}
-    lake = {"2026-01-01": day, "2026-01-02": day}
-    warehouse = {"2026-01-01": {**day, "amount_cents": 600}}
-    mismatches = lakehouse.compare_checksums(lake, warehouse)
-    assert [(m.day, m.measure) for m in mismatches] == [
-        ("2026-01-01", "amount_cents"),
-        ("2026-01-02", "row_count"),
-        ("2026-01-02", "units"),
-        ("2026-01-02", "amount_cents"),
-        ("2026-01-02", "key_sum"),
-    ]
 
 
 def test_checksums_agree_with_pandas_and_locate_a_drift(spark, snowflake_local, workdir: Path) -> None:  # type: ignore[no-untyped-def]
@@ -139,8 +113,8 @@ def test_checksums_agree_with_pandas_and_locate_a_drift(spark, snowflake_local, 
     location = str(workdir / "fact")
     schema = "order_id BIGINT, order_date DATE, quantity INT, amount DECIMAL(18, 2), payment_status STRING"
     spark.createDataFrame(fact, schema).write.format("delta").save(location)
-    snowflake_local.execute(lakehouse.snowflake_ddl("FACT_SALES", spark.read.format("delta").load(location).schema))
-    snowflake_local.write_pandas(lakehouse.delta_frame(spark, location), "FACT_SALES", auto_create_table=False)
+    snowflake_local.execute(snowflake_table_ddl("FACT_SALES", spark.read.format("delta").load(location).schema))
+    snowflake_local.write_pandas(delta_frame(spark, location), "FACT_SALES", auto_create_table=False)
 
     by_day = fact.assign(cents=(fact["amount"] * 100).astype(int)).groupby("order_date")
     expected = {
@@ -152,12 +126,13 @@ def test_checksums_agree_with_pandas_and_locate_a_drift(spark, snowflake_local, 
         }
         for d, g in by_day
     }
-    assert lakehouse.lake_checksums(spark, location) == expected
-    assert lakehouse.warehouse_checksums(snowflake_local) == expected
+    fact_days = lakehouse.FACT_DAYS
+    assert fact_days.lake(spark, location) == expected
+    assert fact_days.warehouse(snowflake_local) == expected
 
     snowflake_local.execute("UPDATE FACT_SALES SET QUANTITY = 4 WHERE ORDER_ID = 3")
-    drift = lakehouse.compare_checksums(expected, lakehouse.warehouse_checksums(snowflake_local))
+    drift = compare_checksums(expected, fact_days.warehouse(snowflake_local))
     assert [(m.day, m.measure, m.lake, m.warehouse) for m in drift] == [("2026-01-02", "units", 4, 7)]
-    assert lakehouse.differing_orders(spark, snowflake_local, location, "2026-01-02") == [3]
-    assert lakehouse.repair_day(spark, snowflake_local, location, "2026-01-02") == 2
-    assert lakehouse.warehouse_checksums(snowflake_local) == expected
+    assert differing_keys(spark, snowflake_local, location, fact_days, "2026-01-02") == [3]
+    assert repair_day(spark, snowflake_local, location, fact_days, "2026-01-02") == 2
+    assert fact_days.warehouse(snowflake_local) == expected

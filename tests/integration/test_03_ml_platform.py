@@ -7,15 +7,15 @@ back through a fresh MLflow client and the scores through a fresh Snowflake sess
 
 from __future__ import annotations
 
-import math
 from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import chi2_contingency
 
 from expert.ml import stats
+from expert.ml.campaign import campaign_traffic
+from expert.ml.features import scoring_spine
 from expert.runtime.data import EPOCH, EcommerceWorld
 from expert.runtime.pattern import load_module, select_patterns
 
@@ -66,74 +66,6 @@ def pattern_uris(outcome):  # type: ignore[no-untyped-def]
     uri = f"sqlite:///{outcome.workdir / 'mlflow.db'}"
     with using_uris(uri, uri):
         yield uri
-
-
-# --- the statistics, against independent implementations ------------------------------------
-
-
-@pytest.mark.parametrize(("ca", "na", "cb", "nb"), [(120, 400, 150, 410), (30, 90, 31, 95), (500, 1000, 430, 1000)])
-def test_z_test_matches_chi_square_and_reports_the_lift(ca: int, na: int, cb: int, nb: int) -> None:
-    test = stats.two_proportion_ztest(ca, na, cb, nb)
-    expected = chi2_contingency([[ca, na - ca], [cb, nb - cb]], correction=False).pvalue
-    assert test.p_value == pytest.approx(expected, abs=1e-12)
-    assert test.lift == pytest.approx(cb / nb - ca / na)
-    assert test.ci_low < test.lift < test.ci_high
-
-
-def test_gate_promotes_only_a_significant_improvement() -> None:
-    better = stats.two_proportion_ztest(100, 500, 160, 500)
-    worse = stats.two_proportion_ztest(160, 500, 100, 500)
-    noise = stats.two_proportion_ztest(100, 500, 108, 500)
-    assert stats.promotion_gate(better).promote
-    assert not stats.promotion_gate(worse).promote
-    assert not stats.promotion_gate(noise).promote
-    assert noise.p_value > 0.05 and better.p_value < 0.05 and worse.p_value < 0.05
-
-
-def test_minimum_detectable_effect_halves_with_four_times_the_sample() -> None:
-    small = stats.minimum_detectable_effect(0.4, 500, 500)
-    large = stats.minimum_detectable_effect(0.4, 2000, 2000)
-    assert large == pytest.approx(small / 2)
-    assert small == pytest.approx((1.959964 + 0.841621) * math.sqrt(0.24 * (2 / 500)), rel=1e-5)
-
-
-def test_hash_split_is_deterministic_balanced_and_independent_per_experiment() -> None:
-    ids = range(20_000)
-    first = [stats.assign_arm(i, "exp-1") for i in ids]
-    assert first == [stats.assign_arm(i, "exp-1") for i in ids]
-    share = first.count(stats.CHALLENGER_ARM) / len(first)
-    assert abs(share - 0.5) < 0.02
-    second = [stats.assign_arm(i, "exp-2") for i in ids]
-    agreement = np.mean([a == b for a, b in zip(first, second, strict=True)])
-    assert abs(agreement - 0.5) < 0.02, "a new experiment must reshuffle, not reuse, the split"
-
-
-def test_psi_is_zero_for_the_same_sample_small_for_noise_large_for_a_shift() -> None:
-    rng = np.random.default_rng(7)
-    reference, noise, shifted = rng.poisson(3, 4000), rng.poisson(3, 4000), rng.poisson(6, 4000)
-    assert stats.psi(reference, reference) == 0.0
-    assert stats.psi(reference, noise) < 0.02
-    assert stats.psi(reference, shifted) > 0.25
-    assert stats.psi_categorical(list("aab"), list("aab")) == 0.0
-    assert stats.psi_categorical(list("a" * 70 + "b" * 30), list("a" * 30 + "b" * 70)) > 0.25
-
-
-def test_precision_at_fraction_counts_the_top_of_the_ranking() -> None:
-    y = [1, 0, 1, 0, 0, 0, 0, 0, 0, 1]
-    scores = [0.9, 0.8, 0.7, 0.1, 0.2, 0.3, 0.05, 0.01, 0.02, 0.6]
-    assert stats.precision_at_fraction(y, scores, 0.3) == pytest.approx(2 / 3)
-    assert stats.precision_at_fraction(y, scores, 1.0) == pytest.approx(0.3)
-
-
-def test_the_hidden_propensity_is_the_truth_behind_purchases() -> None:
-    """The simulations are only meaningful if the generator's propensity really drives behaviour."""
-    from scipy.stats import spearmanr
-
-    world = EcommerceWorld(40_000, seed=7)
-    truth = world.purchase_propensity
-    assert truth.index.equals(pd.Index(world.customers["customer_id"], name="customer_id"))
-    purchases = world.events[world.events["event_type"] == "purchase"].groupby("customer_id").size()
-    assert spearmanr(truth, purchases.reindex(truth.index, fill_value=0)).statistic > 0.5
 
 
 # --- the as-of join on a hand-made table -----------------------------------------------------
@@ -193,7 +125,10 @@ def test_training_set_is_point_in_time_correct_against_pandas(warehouse, ml) -> 
     stored = warehouse["TRAINING_SET"]
     assert (stored["activity_feature_ts"] <= stored["label_ts"]).all()
     world = EcommerceWorld(120_000, seed=42)
-    raw = pd.concat([world.events, ml.campaign_traffic(world, start_day=ml.DEPLOY_DAY)], ignore_index=True)
+    campaign = campaign_traffic(
+        world, start_day=ml.DEPLOY_DAY, share=ml.CAMPAIGN_SHARE, views_per_day=ml.CAMPAIGN_VIEWS_PER_DAY
+    )
+    raw = pd.concat([world.events, campaign], ignore_index=True)
     raw["event_ts"] = raw["event_ts"].dt.tz_convert(None)
     epoch = pd.Timestamp(EPOCH).tz_convert(None)
     raw["day"] = (raw["event_ts"] - epoch).dt.days
@@ -220,7 +155,7 @@ def test_a_naive_join_on_the_same_tables_would_leak(spark, outcome, ml) -> None:
         *(str(outcome.workdir / "lake" / "feature_store" / n) for n in ("customer_activity", "customer_profile"))
     )
     world = EcommerceWorld(120_000, seed=42)
-    spine = spark.createDataFrame(ml.scoring_spine(world.customers, ml.TRAIN_DAY))
+    spine = spark.createDataFrame(scoring_spine(world.customers, ml.TRAIN_DAY))
     events = spark.createDataFrame(world.events[["customer_id", "event_type", "event_ts"]])
     honest = ml.training_set(spine, lake, events).toPandas()
     naive = ml.training_set(spine, lake, events, naive=True).toPandas()
