@@ -190,6 +190,43 @@ def measure_standalone(pattern_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     return results
 
 
+def measure_exercises(repeat: int) -> dict[str, dict[str, Any]]:
+    """Each exercise's reference solution checked as a learner checks it: cold and in watch mode.
+
+    Cold: `expert check ID --file SOLUTION` in a new process, its wall time (interpreter, imports,
+    the check worker, Spark's start for a Spark exercise). Watch: one worker kept warm, the same
+    check `repeat` more times after a first one; the median of those re-checks.
+    """
+    from expert.exercises.catalog import exercises
+    from expert.exercises.runner import CheckWorker
+
+    results: dict[str, dict[str, Any]] = {}
+    for exercise in exercises():
+        started = time.perf_counter()
+        cold = subprocess.run(
+            [sys.executable, "-m", "expert", "check", exercise.id, "--file", str(exercise.solution_path)],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            check=False,
+        )
+        results[exercise.id] = {
+            "engine": exercise.engine,
+            "cold_s": time.perf_counter() - started,
+            "cold_exit_code": cold.returncode,
+        }
+    with CheckWorker() as worker:
+        for exercise in exercises():
+            worker.check(exercise, exercise.solution_path)
+            rechecks = []
+            for _ in range(repeat):
+                watch = time.perf_counter()
+                verdict = worker.check(exercise, exercise.solution_path)
+                rechecks.append(time.perf_counter() - watch)
+            results[exercise.id]["watch_s"] = statistics.median(rechecks)
+            results[exercise.id]["watch_passed"] = verdict.passed
+    return results
+
+
 SCALE_TIMEOUT_S = 1_800.0
 """One medallion size gets half an hour; a bigger one than the machine can take is reported as such."""
 
