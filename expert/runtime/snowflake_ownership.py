@@ -142,8 +142,9 @@ class Ownership:
     reset_existing: bool = False
     """Set by `--reset-existing`: drop and replace existing objects even when these patterns did not create them."""
     narrator: Narrator | None = None
-    created: set[ObjectRef] = field(default_factory=set)
-    _registries: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
+    created: set[ObjectRef] = field(default_factory=set, init=False)
+    """What this run created (also recorded in the registries)."""
+    _registries: dict[str, set[tuple[str, str]]] = field(default_factory=dict, init=False, repr=False)
 
     def before(self, session: SnowflakeSession, sql: str) -> ObjectRef | None:
         """Check a statement before it runs: raise `ExpertError` to refuse it; return the object to
