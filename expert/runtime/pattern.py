@@ -197,15 +197,25 @@ class PatternRun:
 
     @contextlib.contextmanager
     def snowflake(
-        self, database: str = "EXPERT", schema: str = "PUBLIC", *, endpoint: SnowflakeEndpoint | None = None
+        self,
+        database: str = "EXPERT",
+        schema: str = "PUBLIC",
+        *,
+        endpoint: SnowflakeEndpoint | None = None,
+        renamable: bool = True,
     ) -> Iterator[SnowflakeSession]:
         """A Snowflake session; locally its database files live in this run's workdir.
 
         With `endpoint` (from `snowflake_endpoint`), a session through it, on the same tables as
-        the other processes that hold it.
+        the other processes that hold it. On an account the session refuses to drop or replace an
+        object these patterns did not create (`--reset-existing` allows it), and SNOWFLAKE_DATABASE /
+        SNOWFLAKE_SCHEMA rename `database.schema` unless `renamable` is False (for a pattern whose
+        SQL names them).
         """
         from expert.runtime.snowflake import snowflake_session
+        from expert.runtime.snowflake_ownership import Ownership
 
+        reset_existing = bool(getattr(self.args, "reset_existing", False))
         if endpoint is not None:
             opened = endpoint.session(self.narrator)
         else:
@@ -215,8 +225,13 @@ class PatternRun:
                 database=database,
                 schema=schema,
                 narrator=self.narrator,
+                owner=self.meta.id,
+                reset_existing=reset_existing,
+                renamable=renamable,
             )
         with opened as session:
+            if endpoint is not None and not session.is_local:
+                session.ownership = Ownership(self.meta.id, session.database, reset_existing, self.narrator)
             session.plan = self.report.cloud_plan
             self._snowflake_sessions.append(session)
             try:
@@ -341,6 +356,12 @@ def base_parser(meta: PatternMeta, default_rows: int) -> argparse.ArgumentParser
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     parser.add_argument(
         "--brief", action="store_true", help="one line per cloud-only step instead of its whole statement or payload"
+    )
+    parser.add_argument(
+        "--reset-existing",
+        action="store_true",
+        help="on a real account, let the run drop or replace existing objects these patterns did not create "
+        "(their contents are lost; without it the run refuses)",
     )
     return parser
 

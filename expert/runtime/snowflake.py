@@ -31,11 +31,13 @@ from expert.runtime.config import Mode, ServiceConfig
 from expert.runtime.errors import ExpertError
 from expert.runtime.narrate import Narrator
 from expert.runtime.report import PlanEntry
-from expert.runtime.snowflake_ddl import CloudStatement
+from expert.runtime.snowflake_ddl import CloudStatement, identifier
 
 if TYPE_CHECKING:
     import pandas as pd
     from snowflake.connector.cursor import SnowflakeCursor
+
+    from expert.runtime.snowflake_ownership import Ownership
 
 DEFAULT_LOGIN_TIMEOUT_S = 20
 
@@ -84,6 +86,8 @@ class SnowflakeSession:
     """The run's cloud plan: every cloud-only record is appended to it as it happens."""
     playing: str = ""
     """While set, the statements issued are a local stand-in for this cloud feature (not in the cloud plan)."""
+    ownership: Ownership | None = None
+    """On an account: the guard that refuses to drop or replace what these patterns did not create."""
 
     @property
     def is_local(self) -> bool:
@@ -103,7 +107,12 @@ class SnowflakeSession:
             self.playing = previous
 
     def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> SnowflakeCursor:
-        """Run a statement for real (both modes) and add it to the audit trail."""
+        """Run a statement for real (both modes) and add it to the audit trail.
+
+        On an account with an `ownership` guard, a statement that would drop or replace an object
+        these patterns did not create is refused before it runs (see `snowflake_ownership`).
+        """
+        created = self.ownership.before(self, sql) if self.ownership else None
         started = time.perf_counter()
         cursor = self.connection.cursor()
         try:
@@ -112,6 +121,8 @@ class SnowflakeSession:
             self._audit(sql, "query", ok=False, started=started, params=params)
             raise
         self._audit(sql, "query", ok=True, started=started, rows=cursor.rowcount, params=params)
+        if created is not None and self.ownership:
+            self.ownership.after(self, created)
         return cursor
 
     def fetch(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -141,7 +152,13 @@ class SnowflakeSession:
 
         `use_logical_type=True` makes the connector stage timestamps as Parquet logical types, which
         Snowflake needs to load pandas datetimes correctly (left unset, the connector's default).
+        With `overwrite` on an account, the ownership guard first checks the table may be replaced.
         """
+        created = None
+        if overwrite and self.ownership:
+            # The connector replaces (auto_create_table) or truncates the table itself: guard it the same way.
+            replaced = f"CREATE OR REPLACE TABLE {table}" if auto_create_table else f"TRUNCATE TABLE {table}"
+            created = self.ownership.before(self, replaced)
         started = time.perf_counter()
         extra: dict[str, Any] = {} if use_logical_type is None else {"use_logical_type": use_logical_type}
         success, _chunks, rows, _ = snowflake.connector.pandas_tools.write_pandas(
@@ -156,6 +173,8 @@ class SnowflakeSession:
         self._audit(f"write_pandas -> {table} ({len(df)} rows)", "load", ok=bool(success), started=started, rows=rows)
         if not success:
             raise ExpertError(f"write_pandas into {table} reported failure", "see the audit trail")
+        if created is not None and self.ownership:
+            self.ownership.after(self, created)
         return int(rows)
 
     def cloud_only(self, statement: CloudStatement, purpose: str = "") -> CloudOnlyRecord:
@@ -216,17 +235,19 @@ class SnowflakeSession:
         )
 
 
-def _cloud_kwargs(config: ServiceConfig, database: str, schema: str) -> dict[str, Any]:
+def _cloud_kwargs(config: ServiceConfig, database: str | None, schema: str | None) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "account": config.get("SNOWFLAKE_ACCOUNT"),
         "user": config.get("SNOWFLAKE_USER"),
-        "database": database,
-        "schema": schema,
         "login_timeout": int(config.get("SNOWFLAKE_LOGIN_TIMEOUT") or DEFAULT_LOGIN_TIMEOUT_S),
         "network_timeout": int(config.get("SNOWFLAKE_LOGIN_TIMEOUT") or DEFAULT_LOGIN_TIMEOUT_S) * 3,
         "session_parameters": {"QUERY_TAG": "lakehouse-expert-patterns"},
         "client_session_keep_alive": False,
     }
+    if database:
+        kwargs["database"] = database
+    if schema:
+        kwargs["schema"] = schema
     for key, arg in (("SNOWFLAKE_ROLE", "role"), ("SNOWFLAKE_WAREHOUSE", "warehouse"), ("SNOWFLAKE_HOST", "host")):
         if config.get(key):
             kwargs[arg] = config.get(key)
@@ -250,7 +271,7 @@ def _cloud_kwargs(config: ServiceConfig, database: str, schema: str) -> dict[str
     return kwargs
 
 
-def connect_cloud(config: ServiceConfig, database: str, schema: str) -> Any:
+def connect_cloud(config: ServiceConfig, database: str | None = None, schema: str | None = None) -> Any:
     """The real connector against an account; a failure becomes one plain message, within seconds."""
     kwargs = _cloud_kwargs(config, database, schema)
     target = config.get("SNOWFLAKE_HOST") or f"{kwargs['account']}.snowflakecomputing.com"
@@ -273,20 +294,46 @@ def snowflake_session(
     database: str = "EXPERT",
     schema: str = "PUBLIC",
     narrator: Narrator | None = None,
+    owner: str = "",
+    reset_existing: bool = False,
+    renamable: bool = True,
 ) -> Iterator[SnowflakeSession]:
     """Open a session in the configured mode, creating `database.schema` if needed.
 
     Locally, databases are DuckDB files under `db_path`, so a second session on the same path sees
-    the first one's tables (as a second connection to an account would).
+    the first one's tables (as a second connection to an account would). On an account,
+    SNOWFLAKE_DATABASE / SNOWFLAKE_SCHEMA rename `database.schema` (unless `renamable` is False,
+    for a pattern whose SQL names them), and with `owner` (the pattern's id) the session refuses to
+    drop or replace what these patterns did not create, unless `reset_existing`.
     """
     if config.is_cloud:
-        database = config.get("SNOWFLAKE_DATABASE") or database
-        schema = config.get("SNOWFLAKE_SCHEMA") or schema
-        connection = connect_cloud(config, database, schema)
+        wanted = (config.get("SNOWFLAKE_DATABASE") or database, config.get("SNOWFLAKE_SCHEMA") or schema)
+        if renamable:
+            database, schema = wanted
+        elif narrator and wanted != (database, schema):
+            narrator.note(f"SNOWFLAKE_DATABASE / SNOWFLAKE_SCHEMA do not apply here: this pattern's SQL names "
+                          f"{database}.{schema}, so it works there.")  # fmt: skip
+        for key, value in (("SNOWFLAKE_DATABASE", database), ("SNOWFLAKE_SCHEMA", schema)):
+            try:
+                identifier(value)
+            except ValueError:
+                raise ExpertError(f"{key}={value!r} is not a Snowflake identifier", f"fix {key} in .env") from None
+        connection = connect_cloud(config)  # no database or schema yet: they may not exist
         try:
             session = SnowflakeSession(connection, "cloud", database, schema, narrator)
-            session.execute(f"CREATE DATABASE IF NOT EXISTS {database}")
-            session.execute(f"CREATE SCHEMA IF NOT EXISTS {database}.{schema}")
+            if owner:
+                from expert.runtime.snowflake_ownership import Ownership
+
+                session.ownership = Ownership(owner, database, reset_existing, narrator)
+            try:
+                session.execute(f"CREATE DATABASE IF NOT EXISTS {database}")
+                session.execute(f"CREATE SCHEMA IF NOT EXISTS {database}.{schema}")
+            except snowflake.connector.errors.ProgrammingError as exc:
+                raise ExpertError(
+                    f"could not create {database}.{schema} on the account: {str(exc.msg or exc).splitlines()[0]}",
+                    "grant your role CREATE DATABASE (or CREATE SCHEMA on the database), or set "
+                    "SNOWFLAKE_DATABASE / SNOWFLAKE_SCHEMA to ones it may use",
+                ) from None
             session.execute(f"USE SCHEMA {database}.{schema}")
             yield session
         finally:
@@ -404,14 +451,23 @@ class SnowflakeEndpoint:
 
 @contextlib.contextmanager
 def snowflake_endpoint(
-    config: ServiceConfig, *, db_path: Path, database: str = "EXPERT", schema: str = "PUBLIC"
+    config: ServiceConfig,
+    *,
+    db_path: Path,
+    database: str = "EXPERT",
+    schema: str = "PUBLIC",
+    owner: str = "",
+    reset_existing: bool = False,
 ) -> Iterator[SnowflakeEndpoint]:
     """An endpoint in the configured mode, with `database.schema` created: the account from `.env`,
-    or `local_server` on loopback with its databases under `db_path`."""
+    or `local_server` on loopback with its databases under `db_path`. With `owner` (the pattern's
+    id), what the creation made is recorded as the run's (see `snowflake_session`)."""
     if config.is_cloud:
         database = config.get("SNOWFLAKE_DATABASE") or database
         schema = config.get("SNOWFLAKE_SCHEMA") or schema
-        with snowflake_session(config, db_path=db_path, database=database, schema=schema):  # creates them
+        with snowflake_session(
+            config, db_path=db_path, database=database, schema=schema, owner=owner, reset_existing=reset_existing
+        ):  # creates them
             yield SnowflakeEndpoint("cloud", database, schema, _cloud_kwargs(config, database, schema))
         return
     with local_server(db_path) as kwargs:

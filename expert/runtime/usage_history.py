@@ -12,17 +12,20 @@ It also returns the ground truth an analysis is checked against: which cache mis
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import math
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
+import snowflake.connector.errors
 
 from expert.runtime.data import EPOCH
+from expert.runtime.errors import ExpertError
 from expert.runtime.snowflake import SnowflakeSession
 from expert.runtime.snowflake_ddl import WarehouseSize
 
@@ -477,3 +480,16 @@ def load_local_account_usage(session: SnowflakeSession, frames: dict[str, pd.Dat
         loaded[view] = session.write_pandas(frames[view], view, auto_create_table=False, use_logical_type=True)
     session.execute(f"USE SCHEMA {session.database}.{session.schema}")
     return loaded
+
+
+@contextlib.contextmanager
+def account_usage_access() -> Iterator[None]:
+    """On an account, turn a refusal to read SNOWFLAKE.ACCOUNT_USAGE into the grant that is missing."""
+    try:
+        yield
+    except snowflake.connector.errors.ProgrammingError as exc:
+        raise ExpertError(
+            f"cannot read SNOWFLAKE.ACCOUNT_USAGE: {str(exc.msg or exc).splitlines()[0]}",
+            "use a role with IMPORTED PRIVILEGES on the SNOWFLAKE database "
+            "(GRANT IMPORTED PRIVILEGES ON DATABASE SNOWFLAKE TO ROLE <your role>, as ACCOUNTADMIN)",
+        ) from None

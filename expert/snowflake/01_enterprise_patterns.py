@@ -84,7 +84,8 @@ DATABASE_CLONE = "zero-copy database CLONE"
 def create_prod_layout(session: SnowflakeSession) -> None:
     """Schemas, the internal stage, landing tables, and the stream that must exist before any load.
 
-    The run owns the RAW and CORE schemas: they are dropped first, so a rerun starts clean.
+    The run owns the RAW and CORE schemas: they are dropped first, so a rerun starts clean (on an
+    account, only if these patterns created them; the session refuses otherwise: --reset-existing).
     """
     for schema in ("RAW", "CORE"):
         session.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")

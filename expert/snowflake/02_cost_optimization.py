@@ -178,12 +178,13 @@ def open_history(run: PatternRun, session: SnowflakeSession, *, apply: bool) -> 
         [{"warehouse": w.name, "size": SIZE_LABELS[w.size], "AUTO_SUSPEND s": w.auto_suspend} for w in fleet.values()],
         title="fleet today",
     )
-    intervals = session.fetch_df(
-        "SELECT QUERY_ID, QUERY_TEXT, QUERY_TYPE, ROLE_NAME, WAREHOUSE_NAME, START_TIME, END_TIME, EXECUTION_TIME, "
-        "PARTITIONS_SCANNED, PARTITIONS_TOTAL, BYTES_SPILLED_TO_REMOTE_STORAGE, ROWS_UPDATED "
-        "FROM SNOWFLAKE.ACCOUNT_USAGE.QUERY_HISTORY WHERE START_TIME >= %(window_start)s AND START_TIME < %(window_end)s",
-        {"window_start": window[0], "window_end": window[1]},
-    )
+    with usage_history.account_usage_access():
+        intervals = session.fetch_df(
+            "SELECT QUERY_ID, QUERY_TEXT, QUERY_TYPE, ROLE_NAME, WAREHOUSE_NAME, START_TIME, END_TIME, EXECUTION_TIME, "
+            "PARTITIONS_SCANNED, PARTITIONS_TOTAL, BYTES_SPILLED_TO_REMOTE_STORAGE, ROWS_UPDATED FROM "
+            "SNOWFLAKE.ACCOUNT_USAGE.QUERY_HISTORY WHERE START_TIME >= %(window_start)s AND START_TIME < %(window_end)s",
+            {"window_start": window[0], "window_end": window[1]},
+        )
     return Study(run, session, window, fleet, intervals, apply, truth)
 
 

@@ -156,8 +156,8 @@ USERS = (
 
 
 def create_schemas(session: SnowflakeSession) -> None:
-    """The run owns both schemas: dropping them first (tables before the policies attached to them)
-    lets a rerun on an account replace policies that would otherwise still be in use."""
+    """The run owns both schemas (on an account, only if these patterns created them: --reset-existing):
+    dropping them first, tables before their policies, lets a rerun replace policies still in use."""
     for schema in ("CORE", "GOVERNANCE"):
         session.execute(f"DROP SCHEMA IF EXISTS {DATABASE}.{schema} CASCADE")
     for schema in ("CORE", "GOVERNANCE"):
@@ -678,7 +678,7 @@ def verified_claim(run: PatternRun, model: RbacModel, guarded: list[Protection],
 
 def body(run: PatternRun) -> None:
     world = EcommerceWorld(run.rows, seed=run.seed)
-    with run.snowflake(database=DATABASE, schema="CORE") as session:
+    with run.snowflake(database=DATABASE, schema="CORE", renamable=False) as session:
         create_schemas(session)
         network_layer(run, session)
         authentication_layer(run, session)
