@@ -374,6 +374,18 @@ def test_a_project_dbt_cannot_read_names_the_file(workdir: Path, tmp_path: Path)
     assert "broken.yml" in raised.value.message and "Syntax error" in raised.value.message
 
 
+def test_an_open_in_process_session_is_refused_with_the_fix(workdir: Path, star: dict[str, pd.DataFrame]) -> None:
+    """The local server cannot attach files an in-process session holds: say so, instead of dbt's connect retry."""
+    publish(workdir / "snowflake", star)
+    with (
+        snowflake_session(LOCAL, db_path=workdir / "snowflake", database="LAKEHOUSE", schema="GOLD"),
+        snowflake_endpoint(LOCAL, db_path=workdir / "snowflake", database="LAKEHOUSE", schema="GOLD") as endpoint,
+        pytest.raises(ExpertError) as raised,
+    ):
+        dbt_build(endpoint, workdir / "dbt")
+    assert "cannot attach" in raised.value.message and "run.snowflake(endpoint=endpoint)" in raised.value.fix
+
+
 def result_of(*nodes: NodeResult, exit_code: int = 0) -> DbtResult:
     return DbtResult(("build",), exit_code, 1.0, nodes, Path("target"), Path("dbt.log"))
 

@@ -38,7 +38,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
+import snowflake.connector
 import yaml
 
 from expert import PROJECT_ROOT
@@ -341,6 +343,24 @@ def run_dbt(
     )
 
 
+def require_free_local_engine(endpoint: SnowflakeEndpoint) -> None:
+    """Refuse a local build while this process holds fakesnow's in-process engine (`fakesnow.patch`).
+
+    dbt reaches the local database files through fakesnow's server; DuckDB lets one engine attach a
+    file at a time, so with an in-process session open on the same files the server's login fails
+    (`Unique file handle conflict: Cannot attach "LAKEHOUSE" ... already attached`) and dbt only
+    says `Could not connect to Snowflake backend after 2 attempt(s)`. The patch also reroutes this
+    process's own connections (the row counts) past the server.
+    """
+    if endpoint.mode == "local" and isinstance(snowflake.connector.connect, mock.Mock):
+        raise ExpertError(
+            "a local Snowflake session is open in this process (fakesnow's in-process engine), so dbt, "
+            "which reaches the same database files through the local server, cannot attach them",
+            "close the `run.snowflake(...)` block before the dbt step (the tables stay in the workdir), "
+            "or open the pattern's sessions through the endpoint: `run.snowflake(endpoint=endpoint)`",
+        )
+
+
 @dataclass(frozen=True)
 class ProjectSummary:
     """What `dbt parse` found in the project (from `manifest.json`)."""
@@ -381,6 +401,7 @@ def dbt_build(
     marts go to `target_schema` and the staging views to `STAGING`, in the same database. `select`
     narrows the build with dbt's node selection (e.g. `source:gold.daily_sales` tests one source).
     """
+    require_free_local_engine(endpoint)
     profile = write_profile(endpoint, workdir, schema=target_schema)
     arguments = ["build", *(("--select", *select) if select else ()), *(("--full-refresh",) if full_refresh else ())]
     variables = {"gold_database": endpoint.database, "gold_schema": gold_schema}
@@ -440,6 +461,7 @@ def dbt_docs(
     timeout: float = DEFAULT_TIMEOUT_S,
 ) -> DocsResult:
     """`dbt docs generate` after a build: the documentation site, and the models its catalog missed."""
+    require_free_local_engine(endpoint)
     profile = write_profile(endpoint, workdir, schema=target_schema)
     variables = {"gold_database": endpoint.database, "gold_schema": gold_schema}
     with local_engine_quiet(endpoint):
