@@ -281,6 +281,28 @@ def test_broken_rows_fail_the_named_tests_and_the_gate_blocks(
     )
 
 
+def test_release_gate_on_one_source_blocks_a_bad_daily_sales(
+    workdir: Path, star: dict[str, pd.DataFrame], endpoint_for
+) -> None:
+    """databricks/03's step: test only the staged gold_daily_sales; a day without revenue blocks the publish."""
+    require_dbt()
+    publish(
+        workdir / "snowflake",
+        star,
+        "UPDATE DAILY_SALES SET REVENUE = NULL WHERE ORDER_DATE = (SELECT MIN(ORDER_DATE) FROM DAILY_SALES)",
+    )
+    result = dbt_build(endpoint_for(), workdir / "dbt", select=("source:gold.daily_sales",))
+    assert not result.models, "selecting a source builds no model"
+    assert {n.name for n in result.tests} == {
+        "source_unique_gold_daily_sales_order_date",
+        "source_not_null_gold_daily_sales_order_date",
+        "source_not_null_gold_daily_sales_orders",
+        "source_not_null_gold_daily_sales_revenue",
+    }, "cautious selection leaves out the reconciliation that reads an unbuilt mart"
+    decision = dbt_gate(result)
+    assert not decision.publish and decision.failing_tests == ("source_not_null_gold_daily_sales_revenue",)
+
+
 # ---------------------------------------------------------------------------------- secrets, errors, the gate
 
 

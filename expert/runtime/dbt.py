@@ -399,11 +399,14 @@ def dbt_build(
 
     The sources are `<endpoint database>.<gold_schema>` (where the gold star was published), the
     marts go to `target_schema` and the staging views to `STAGING`, in the same database. `select`
-    narrows the build with dbt's node selection (e.g. `source:gold.daily_sales` tests one source).
+    narrows the build with dbt's node selection (e.g. `source:gold.daily_sales` tests one source),
+    cautiously: a test runs only when every node it reads is selected (a reconciliation against an
+    unbuilt mart is left out instead of failing).
     """
     require_free_local_engine(endpoint)
     profile = write_profile(endpoint, workdir, schema=target_schema)
-    arguments = ["build", *(("--select", *select) if select else ()), *(("--full-refresh",) if full_refresh else ())]
+    narrowed = ("--select", *select, "--indirect-selection", "cautious") if select else ()
+    arguments = ["build", *narrowed, *(("--full-refresh",) if full_refresh else ())]
     variables = {"gold_database": endpoint.database, "gold_schema": gold_schema}
     with local_engine_quiet(endpoint):
         result = run_dbt(arguments, profile, workdir, variables=variables, timeout=timeout)
