@@ -31,6 +31,7 @@ from expert.runtime.dbt import (
     DbtResult,
     NodeResult,
     dbt_build,
+    dbt_databricks_step,
     dbt_docs,
     dbt_executable,
     dbt_gate,
@@ -236,11 +237,12 @@ def test_build_is_green_and_the_marts_equal_the_fact(
     decision = dbt_gate(result)
     assert decision.publish and not decision.blocking
 
-    again = dbt_build(endpoint, workdir / "dbt")
-    assert again.passed
-    incremental = node(again, "bi_daily_revenue")
-    lookback = 3
-    assert incremental.message == f"SUCCESS {lookback + 1}", "an incremental run rebuilds only the trailing days"
+    again = dbt_build(endpoint, workdir / "dbt", select=("bi_daily_revenue",))
+    assert again.passed and [n.name for n in again.models] == ["bi_daily_revenue"]
+    lookback = yaml.safe_load((DBT_PROJECT / "dbt_project.yml").read_text())["vars"]["lookback_days"]
+    days = pd.to_datetime(fact["ORDER_DATE"])
+    trailing = days[days >= days.max() - pd.Timedelta(days=lookback)].nunique()
+    assert node(again, "bi_daily_revenue").message == f"SUCCESS {trailing}", "only the trailing days are rebuilt"
     with endpoint.session() as session:
         second = session.fetch_df("SELECT * FROM LAKEHOUSE.MARTS.BI_DAILY_REVENUE ORDER BY ORDER_DATE")
     pd.testing.assert_frame_equal(first, second)
@@ -406,6 +408,16 @@ def test_an_open_in_process_session_is_refused_with_the_fix(workdir: Path, star:
     ):
         dbt_build(endpoint, workdir / "dbt")
     assert "cannot attach" in raised.value.message and "run.snowflake(endpoint=endpoint)" in raised.value.fix
+
+
+def test_databricks_step_is_a_profile_and_a_command_for_this_project() -> None:
+    """The cloud-only Databricks step: valid YAML for the project's profile, vars the project declares."""
+    profile, command = dbt_databricks_step(catalog="main", gold_schema="lakehouse")
+    output = yaml.safe_load(profile)["lakehouse"]["outputs"]["databricks"]
+    assert output["type"] == "databricks" and output["token"] == "{{ env_var('DBT_ENV_SECRET_DATABRICKS_TOKEN') }}"
+    declared = yaml.safe_load((DBT_PROJECT / "dbt_project.yml").read_text())["vars"]
+    variables = json.loads(command.split("--vars ")[1].strip("'"))
+    assert set(variables) <= set(declared) and variables["gold_prefix"] == "gold_"
 
 
 def result_of(*nodes: NodeResult, exit_code: int = 0) -> DbtResult:

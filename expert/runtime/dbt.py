@@ -477,6 +477,45 @@ def dbt_docs(
     return DocsResult(result, result.target_dir / "index.html", catalogued, missing)
 
 
+# ---------------------------------------------------------------------------------- Databricks: shown, not run
+
+DATABRICKS_NOT_LOCAL = (
+    "dbt on the Databricks side runs against a SQL warehouse with dbt-databricks; locally its stand-in, "
+    "dbt-spark in session mode, needs a second dbt environment with its own pyspark and starts a JVM per "
+    "build, which costs more than the whole Snowflake build (dbt/README.md has the measurement)"
+)
+"""Why the Databricks-side dbt step is a cloud-only step here."""
+
+
+def dbt_databricks_step(catalog: str = "main", gold_schema: str = "lakehouse") -> tuple[str, str]:
+    """The dbt-databricks profile and the command that build this same project on Databricks.
+
+    The gold star is the Delta tables themselves (`<catalog>.<gold_schema>.gold_fact_sales`, ...),
+    so the sources take the `gold_` prefix; the workspace and warehouse come from the `.env` keys
+    the project already reads, the token from the environment only.
+    """
+    profile = f"""# profiles.yml: the token is read from the environment, never written here
+lakehouse:
+  target: databricks
+  outputs:
+    databricks:
+      type: databricks
+      host: "{{{{ env_var('DBT_DATABRICKS_HOST') }}}}"
+      http_path: "/sql/1.0/warehouses/{{{{ env_var('DATABRICKS_WAREHOUSE_ID') }}}}"
+      token: "{{{{ env_var('DBT_ENV_SECRET_DATABRICKS_TOKEN') }}}}"
+      catalog: {catalog}
+      schema: marts
+      threads: 4"""
+    variables = json.dumps({"gold_database": catalog, "gold_schema": gold_schema, "gold_prefix": "gold_"})
+    command = (
+        "pip install dbt-core==1.11.16 dbt-databricks==1.12.6   # its own environment\n"
+        'export DBT_DATABRICKS_HOST="${DATABRICKS_HOST#https://}"   # dbt wants the host without its scheme\n'
+        'export DBT_ENV_SECRET_DATABRICKS_TOKEN="$DATABRICKS_TOKEN"\n'
+        f"dbt build --project-dir dbt/lakehouse --target databricks --vars '{variables}'"
+    )
+    return profile, command
+
+
 # ---------------------------------------------------------------------------------- the release gate
 
 

@@ -7,7 +7,8 @@
     - through a transient table instead, fakesnow's rewrite of dbt's MERGE fails:
       `Binder Error: Ambiguous reference to column name "CAPTURED_REVENUE"`.
   So the `local` target takes `delete+insert` through a transient table: the same rows by
-  another path (delete the rebuilt days, insert them again).
+  another path (delete the rebuilt days, insert them again). On Spark (dbt-spark) MERGE needs a
+  Delta table; dbt-databricks makes Delta tables by default.
 -#}
 {{
     config(
@@ -16,6 +17,7 @@
         on_schema_change='fail',
         incremental_strategy=('delete+insert' if target.name == 'local' else 'merge'),
         tmp_relation_type=('transient' if target.name == 'local' else none),
+        file_format=('delta' if target.type == 'spark' else none),
     )
 }}
 
