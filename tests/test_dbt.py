@@ -373,6 +373,22 @@ def test_cloud_profile_keeps_the_secret_out_of_file_argv_and_output(
     assert "auth: password (secret in $DBT_ENV_SECRET_SNOWFLAKE_PASSWORD)" in printed
 
 
+def test_a_dbt_that_hangs_is_stopped_at_the_timeout(
+    tmp_path: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = tmp_path / "venv" / "bin" / "dbt"
+    fake.parent.mkdir(parents=True)
+    fake.write_text(f"#!{sys.executable}\nimport time\ntime.sleep(30)\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("DBT_VENV", str(tmp_path / "venv"))
+    profile = write_profile(cloud_endpoint("unused-secret"), workdir / "dbt", schema="MARTS")
+    started = time.perf_counter()
+    with pytest.raises(ExpertError) as raised:
+        run_dbt(["build"], profile, workdir / "dbt", timeout=1)
+    assert time.perf_counter() - started < 10
+    assert "did not finish within 1 s" in raised.value.message and "dbt.log" in raised.value.message
+
+
 def test_missing_dbt_is_a_clear_error_with_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DBT_VENV", str(tmp_path / "nowhere"))
     with pytest.raises(ExpertError) as raised:

@@ -392,7 +392,6 @@ def dbt_build(
     gold_schema: str = "GOLD",
     target_schema: str = "MARTS",
     select: Sequence[str] = (),
-    full_refresh: bool = False,
     timeout: float = DEFAULT_TIMEOUT_S,
 ) -> DbtResult:
     """`dbt build` of the lakehouse project on the endpoint's database: the one step a pattern calls.
@@ -406,7 +405,7 @@ def dbt_build(
     require_free_local_engine(endpoint)
     profile = write_profile(endpoint, workdir, schema=target_schema)
     narrowed = ("--select", *select, "--indirect-selection", "cautious") if select else ()
-    arguments = ["build", *narrowed, *(("--full-refresh",) if full_refresh else ())]
+    arguments = ["build", *narrowed]
     variables = {"gold_database": endpoint.database, "gold_schema": gold_schema}
     with local_engine_quiet(endpoint):
         result = run_dbt(arguments, profile, workdir, variables=variables, timeout=timeout)
