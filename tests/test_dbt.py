@@ -63,7 +63,7 @@ def require_dbt() -> Path:
     except ExpertError as exc:
         if os.environ.get("EXPERT_REQUIRE_TOOLS") == "1":
             pytest.fail(f"{exc.message}; EXPERT_REQUIRE_TOOLS=1 makes this a failure ({exc.fix})")
-        pytest.skip(f"{exc.message} ({exc.fix})")
+        pytest.skip(f"{exc.message}; {exc.fix}")
 
 
 def gold_star(world: data.EcommerceWorld) -> dict[str, pd.DataFrame]:
