@@ -282,6 +282,7 @@ def run_dbt(
     Commands that run no node (`parse`) give a result without nodes.
     """
     executable = dbt_executable()
+    workdir = workdir.resolve()  # dbt reads a relative --target-path from the project directory, not from here
     target_dir, log_dir = workdir / "target", workdir / "logs"
     results_file = target_dir / "run_results.json"
     results_file.unlink(missing_ok=True)
