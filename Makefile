@@ -34,6 +34,7 @@ test-lanes: setup
 	$(BIN)/pytest -m "cluster or connect or s3a" tests/test_scale_out.py
 
 setup: $(STAMP)
+	@PYTHON=$(PYTHON) bash scripts/install-dbt.sh
 
 $(STAMP):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: Python 3.11+ is required, found " + sys.version.split()[0] + " (choose another with: make PYTHON=python3.12 ...)")'

@@ -19,14 +19,16 @@ Learning objectives:
   the row, repair it (Pattern C); render an offline BI dashboard from the Snowflake views
 - Rerun every incremental step and prove it changes nothing
 - Back up gold (a deep copy, not a shallow clone), lose it, restore it, measure recovery time
+- Maintain the serving marts as a dbt project (models, tests, docs) and build it on the served gold
 
 Run it:
     python expert/integration/01_lakehouse_architecture.py [--rows N] [--page-size N]
     expert run integration/01
 
 Locally: PySpark + Delta Lake in-process, SQLite through Python's sqlite3 driver, an HTTP API on
-127.0.0.1 (http.server in a thread, fetched with requests), fakesnow for Snowflake; everything
-under .work/integration/01_lakehouse_architecture/. With SNOWFLAKE_* in .env the same
+127.0.0.1 (http.server in a thread, fetched with requests), fakesnow for Snowflake, and dbt-core
+with dbt-snowflake (its own virtualenv) against fakesnow's server; everything under
+.work/integration/01_lakehouse_architecture/. With SNOWFLAKE_* in .env the same
 write_pandas calls, views and reconciliation run against your account; the Snowflake tables over
 the lake (external volume + Delta catalog integration + Iceberg table) and the replication /
 failover group are recorded in cloud-plan.sql for an administrator, never applied by the script.
@@ -61,9 +63,11 @@ from expert.lakehouse import (
 )
 from expert.lakehouse.delta_ops import history, is_delta_table
 from expert.recovery.delta_backup import copy_tables, deep_clone_supported, fingerprints, readable
+from expert.recovery.failover import recommend_failover_group
 from expert.runtime import snowflake_ddl as ddl
 from expert.runtime.dashboard import Chart, charts_from_queries, inspect_dashboard, write_dashboard
 from expert.runtime.data import EPOCH, DirtReport, EcommerceWorld
+from expert.runtime.dbt import DATABRICKS_NOT_LOCAL, dbt_build, dbt_databricks_step, dbt_gate
 from expert.runtime.pattern import PatternRun, run_pattern
 from expert.upstream.bronze import land_payments, land_products
 from expert.upstream.operational_db import build_operational_db, iso_utc, reprice_products
@@ -625,26 +629,20 @@ def disaster_recovery(run: PatternRun, layout: MedallionLayout, session: Snowfla
     run.check("the restored lake reconciles with Snowflake again", not mismatches, f"{len(mismatches)} mismatches")
     how = f"{len(GOLD_TABLES)} tables copied back, {method}"
     run.figure("restore time (RTO)", restore_watch.seconds, "s", how=how, key=True)
-    replicate_serving_database(session)
+    recommend_failover_group(session)
 
 
-def replicate_serving_database(session: SnowflakeSession) -> None:
-    """Snowflake's side of DR: a failover group to a second account, refreshed, and the failover itself."""
-    why = "needs a second Snowflake account in your organization (Business Critical edition for failover); never automatic"
-    group = ddl.FailoverGroup(
-        name="LAKEHOUSE_DR",
-        object_types=(ddl.ReplicatedObject.DATABASES, ddl.ReplicatedObject.ROLES),
-        allowed_databases=(session.database,),
-        allowed_accounts=("MYORG.LAKEHOUSE_DR",),
-        replication_schedule="10 MINUTE",
-    )
-    session.recommend(group, "replicate the serving database and its roles every 10 minutes (RPO ≈ 10 min)", why)
-    replica = ddl.FailoverGroupReplica(name="LAKEHOUSE_DR", primary="MYORG.LAKEHOUSE_PRIMARY.LAKEHOUSE_DR")
-    session.recommend(replica, "in the DR account: the secondary copy", why)
-    refresh = ddl.AlterFailoverGroup(name="LAKEHOUSE_DR", action=ddl.FailoverGroupAction.REFRESH)
-    session.recommend(refresh, "in the DR account: pull the latest snapshot now", why)
-    failover = ddl.AlterFailoverGroup(name="LAKEHOUSE_DR", action=ddl.FailoverGroupAction.PRIMARY)
-    session.recommend(failover, "the failover: promote the DR account's copy to primary", why)
+def serve_with_dbt(run: PatternRun) -> None:
+    """The BI views as teams maintain them: a dbt project (dbt/lakehouse), built and tested on the served gold."""
+    with run.snowflake_endpoint(SNOWFLAKE_DATABASE, SNOWFLAKE_SCHEMA) as endpoint:
+        result = dbt_build(endpoint, run.workdir / "dbt")
+    run.table(result.table(), title="dbt build: staging views, marts, and the tests on them", max_rows=12)
+    run.figure("dbt tests passed", sum(n.status == "pass" for n in result.tests), "tests", how="dbt build", key=True)
+    verdict = "dbt: every model built and every test passed (keys, relationships, accepted values, marts = gold)"
+    run.check(verdict, result.passed, dbt_gate(result).reason)
+    profile, command = dbt_databricks_step()
+    run.cloud_only_step("databricks", profile, DATABRICKS_NOT_LOCAL, kind="dbt profile", language="yaml")
+    run.cloud_only_step("databricks", command, DATABRICKS_NOT_LOCAL, kind="dbt build", language="bash")
 
 
 def body(run: PatternRun) -> None:
@@ -684,6 +682,9 @@ def body(run: PatternRun) -> None:
         run.step("Disaster recovery: backup, loss, restore drill", why="a backup is only as good as a verified restore")
         disaster_recovery(run, layout, sf)
         run.figure("cloud-only statements", len(sf.ledger), "statements", how="typed DDL shown for an administrator")
+
+    run.step("Serve with dbt: the same BI marts as a tested dbt project", why="how teams keep serving SQL reviewed")
+    serve_with_dbt(run)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
