@@ -461,14 +461,14 @@ def lake_tables_in_snowflake(run: PatternRun, session: SnowflakeSession, layout:
         base_url="s3://your-lakehouse-bucket/integration/01_lakehouse_architecture/lake/tables/",
         aws_role_arn="arn:aws:iam::123456789012:role/snowflake-lakehouse-reader",
     )
-    session.recommend(volume, "where the Delta gold files live (read-only role)", why)
+    session.recommend(volume, "point Snowflake at the Delta gold files (a read-only role)", why)
     catalog = ddl.CatalogIntegration(name="DELTA_GOLD_CATALOG", table_format=ddl.LakeTableFormat.DELTA)
     session.recommend(catalog, "read table metadata from the Delta log itself (no external catalog)", why)
     for name, table in (("FACT_SALES_LAKE", GOLD_FACT_SALES), ("DAILY_SALES_LAKE", GOLD_DAILY_SALES)):
         lake_table = ddl.IcebergTable(
             name=name, external_volume=volume.name, catalog=catalog.name, base_location=Path(layout.table(table)).name
         )
-        session.recommend(lake_table, f"Snowflake queries {table} in place: no copy, refreshed from the Delta log", why)
+        session.recommend(lake_table, f"query {table} in place from Snowflake: no copy, refreshed from the log", why)
     run.note(
         "Pattern A copies gold into Snowflake storage (fast BI, a second copy to reconcile); the Iceberg/Delta "
         "table reads the lake in place (one copy, lake-speed). Both are shown: the copy runs, the in-place read is DDL."
@@ -640,11 +640,11 @@ def replicate_serving_database(session: SnowflakeSession) -> None:
     )
     session.recommend(group, "replicate the serving database and its roles every 10 minutes (RPO ≈ 10 min)", why)
     replica = ddl.FailoverGroupReplica(name="LAKEHOUSE_DR", primary="MYORG.LAKEHOUSE_PRIMARY.LAKEHOUSE_DR")
-    session.recommend(replica, "in the DR account: the secondary copy", why)
+    session.recommend(replica, "create the secondary copy in the DR account", why)
     refresh = ddl.AlterFailoverGroup(name="LAKEHOUSE_DR", action=ddl.FailoverGroupAction.REFRESH)
-    session.recommend(refresh, "in the DR account: pull the latest snapshot now", why)
+    session.recommend(refresh, "pull the latest snapshot into the DR account now", why)
     failover = ddl.AlterFailoverGroup(name="LAKEHOUSE_DR", action=ddl.FailoverGroupAction.PRIMARY)
-    session.recommend(failover, "the failover: promote the DR account's copy to primary", why)
+    session.recommend(failover, "fail over: promote the DR account's copy to primary", why)
 
 
 def body(run: PatternRun) -> None:
