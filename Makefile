@@ -19,7 +19,7 @@ help:
 	@echo "make test    set up, lint and run the test suite (what CI runs)"
 	@echo "make test-lanes  every Spark pattern on a local cluster and over Spark Connect, databricks/01 on s3a (~17 min)"
 	@echo "make doctor  check Python, Java, Spark + Delta, the local engines and your .env"
-	@echo "make tools   install the optional tools some tests use (chromium, promtool, actionlint)"
+	@echo "make tools   install the optional tools some tests use (chromium, promtool, actionlint, datacontract-cli)"
 	@echo "make clean   remove the virtualenv and every run's state"
 
 run: setup
@@ -62,6 +62,7 @@ doctor: setup
 # Optional tools a few tests use; those tests skip without them (CI sets EXPERT_REQUIRE_TOOLS=1).
 tools:
 	bash scripts/install-tools.sh
+	bash scripts/install-datacontract.sh
 
 clean:
 	rm -rf $(VENV) .work .cache .pytest_cache .ruff_cache

@@ -169,3 +169,87 @@ def test_quality_operators_follow_odcs() -> None:
     assert rule(mustBeLessOrEqualTo=5).passes(5)
     assert rule(mustBeBetween=[0, 10]).passes(5) and not rule(mustBeBetween=[0, 10]).passes(10)
     assert rule(mustNotBeBetween=[0, 10]).passes(10)
+
+
+# --- The ODCS tooling practitioners run: datacontract-cli, from its own tool environment ---------
+
+
+def make_tools_installs_datacontract() -> bool:
+    """Whether `make tools` runs the install script yet (then CI, with EXPERT_REQUIRE_TOOLS=1, demands the CLI)."""
+    root = CONTRACTS.parents[2]
+    wiring = (root / "Makefile").read_text() + (root / "scripts" / "install-tools.sh").read_text()
+    return "install-datacontract.sh" in wiring
+
+
+@pytest.fixture(scope="module")
+def datacontract() -> Path:
+    """The datacontract-cli executable; skips without it (fails under EXPERT_REQUIRE_TOOLS=1 once `make tools`
+    installs it, as conftest's `require_tool` does for the other tools)."""
+    import os
+
+    from expert.runtime.datacontract_cli import INSTALL, find_cli
+
+    cli = find_cli()
+    if cli is None:
+        message = f"datacontract-cli is not installed ({INSTALL} installs it)"
+        if os.environ.get("EXPERT_REQUIRE_TOOLS") == "1" and make_tools_installs_datacontract():
+            pytest.fail(message + "; EXPERT_REQUIRE_TOOLS=1 makes this a failure")
+        pytest.skip(message)
+    return cli
+
+
+ALL_CONTRACTS = sorted(CONTRACTS.rglob("*.odcs.yaml")) + sorted(
+    (CONTRACTS.parents[2] / "deploy" / "contracts").glob("*.odcs.yaml")
+)
+
+
+@pytest.mark.parametrize("path", ALL_CONTRACTS, ids=lambda p: p.name)
+def test_every_contract_passes_datacontract_lint(datacontract: Path, path: Path) -> None:
+    from expert.runtime.datacontract_cli import lint
+
+    result = lint(datacontract, path)
+    assert result.passed and "valid" in result.output, result.output[-2000:]
+
+
+def test_datacontract_lint_rejects_a_wrong_value_and_only_warns_on_a_misspelt_key(
+    datacontract: Path, tmp_path: Path
+) -> None:
+    """A wrong logicalType fails both checks. A misspelt key fails the platform's strict schema check,
+    but datacontract-cli 1.2.8 only warns ("unknown fields are ignored"): why the platform keeps its own."""
+    import yaml
+
+    from expert.runtime.datacontract_cli import lint
+
+    def contract_with(edit: str, value: object, name: str) -> tuple[dict[str, Any], Path]:
+        document = orders_doc()
+        prop(document, "order_id")[edit] = value
+        path = tmp_path / f"{name}.odcs.yaml"
+        path.write_text(yaml.safe_dump(document, sort_keys=False))
+        return document, path
+
+    wrong_type, wrong_type_path = contract_with("logicalType", "text", "wrong-type")
+    assert schema_problems(wrong_type) and not lint(datacontract, wrong_type_path).passed
+    typo, typo_path = contract_with("requried", True, "typo")
+    warned = lint(datacontract, typo_path)
+    assert schema_problems(typo) and warned.passed and "unknown fields are ignored: 'requried'" in warned.output
+
+
+def test_datacontract_breaking_finds_the_columns_the_version_gate_calls_breaking(datacontract: Path) -> None:
+    from expert.runtime.datacontract_cli import breaking
+
+    v2 = CONTRACTS / "orders" / "orders-v2.odcs.yaml"
+    result, changes = breaking(datacontract, ORDERS, v2)
+    errors = {c.field.rsplit(".", 1)[-1] for c in changes if c.severity == "ERROR"}
+    gate = version_gate(DataContract.load(ORDERS), DataContract.load(v2).with_changes("minor", version="1.1.0"))
+    assert not result.passed and not gate.allowed
+    assert errors == {c.column for c in gate.changes if c.breaking} == {"amount", "quantity"}
+    same, no_changes = breaking(datacontract, ORDERS, ORDERS)
+    assert same.passed and not [c for c in no_changes if c.severity == "ERROR"]
+
+
+def test_the_typed_model_is_what_the_accessors_read() -> None:
+    contract = DataContract.load(ORDERS)
+    assert contract.model.id == contract.id and contract.model.version == contract.version
+    assert contract.unity_catalog_server is not None and contract.unity_catalog_server.schema_ == "products"
+    assert [c.name for c in contract.columns] == [p.name for p in contract.table_object.properties or ()]
+    assert contract.usage.startswith("Revenue reporting")

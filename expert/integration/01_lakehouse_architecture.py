@@ -465,14 +465,14 @@ def lake_tables_in_snowflake(run: PatternRun, session: SnowflakeSession, layout:
         base_url="s3://your-lakehouse-bucket/integration/01_lakehouse_architecture/lake/tables/",
         aws_role_arn="arn:aws:iam::123456789012:role/snowflake-lakehouse-reader",
     )
-    session.recommend(volume, "where the Delta gold files live (read-only role)", why)
+    session.recommend(volume, "point Snowflake at the Delta gold files (a read-only role)", why)
     catalog = ddl.CatalogIntegration(name="DELTA_GOLD_CATALOG", table_format=ddl.LakeTableFormat.DELTA)
     session.recommend(catalog, "read table metadata from the Delta log itself (no external catalog)", why)
     for name, table in (("FACT_SALES_LAKE", GOLD_FACT_SALES), ("DAILY_SALES_LAKE", GOLD_DAILY_SALES)):
         lake_table = ddl.IcebergTable(
             name=name, external_volume=volume.name, catalog=catalog.name, base_location=Path(layout.table(table)).name
         )
-        session.recommend(lake_table, f"Snowflake queries {table} in place: no copy, refreshed from the Delta log", why)
+        session.recommend(lake_table, f"query {table} in place from Snowflake: no copy, refreshed from the log", why)
     run.note(
         "Pattern A copies gold into Snowflake storage (fast BI, a second copy to reconcile); the Iceberg/Delta "
         "table reads the lake in place (one copy, lake-speed). Both are shown: the copy runs, the in-place read is DDL."

@@ -503,7 +503,7 @@ def serve_online(
         "databricks-serving",
         request,
         "a Databricks Model Serving endpoint provisions billable compute; locally MLflow's scoring app serves "
-        "each version. Its traffic split is per request; for a per-customer split, route by hash as below",
+        "each version. Its traffic split is per request; for a per-customer split, route by hash as step 8 does",
         kind="serving endpoint",
         language="python",
         purpose="champion and challenger behind one endpoint, 50/50, every request logged to an inference table",

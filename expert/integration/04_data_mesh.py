@@ -16,7 +16,7 @@ Learning objectives:
   lineage recorded by the platform and checked against the lineage the contract declares
 - Evaluate global policies across every product into a compliance report
 - Detect a breaking change, block it as a minor release, accept it as a major one, and find the
-  downstream consumers it breaks
+  downstream consumers it breaks; compare the verdict with `datacontract breaking` (datacontract-cli)
 - Share a product with another organisation (Delta Sharing, Snowflake secure share) read-only
 
 Run it:
@@ -25,7 +25,9 @@ Run it:
 Locally: Spark + Delta Lake (each Unity Catalog `catalog.schema` is the database `catalog__schema`
 of Spark's one session catalog), a SQLite product catalog, fakesnow for the Snowflake share. With
 Snowflake credentials in .env the product, its secure view and the share are created on the
-account; Unity Catalog grants, column masks and Delta Sharing statements are shown for a workspace.
+account; Unity Catalog grants, column masks and Delta Sharing statements are shown for a workspace
+(cloud-plan.md). The datacontract-cli comparison runs when `make tools` installed the CLI
+(scripts/install-datacontract.sh); without it the pattern prints the command.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from expert import PROJECT_ROOT
 from expert.mesh.catalog import ProductCatalog, catalog_tags, registered, search_text
 from expert.mesh.compliance import ComplianceReport, write_report
 from expert.mesh.lineage import lineage_mermaid, lineage_tree
@@ -46,12 +49,14 @@ from expert.mesh.platform import (
     AccessDeniedError,
     DomainReader,
     MeshPlatform,
+    PublishResult,
     cast_to_contract,
     unmasked_values,
 )
 from expert.mesh.profiling import profile_candidate
 from expert.mesh.sharing import attempt_writes, open_share, quiet_logger, write_server_config
 from expert.mesh.truth import expected_customer_value, newest_values, publishable_orders, same_customer_value
+from expert.runtime import datacontract_cli
 from expert.runtime.contracts import ContractError, DataContract, platform_problems, schema_problems
 from expert.runtime.data import DAYS, EPOCH, EcommerceWorld
 from expert.runtime.errors import ExpertError
@@ -518,6 +523,31 @@ def evaluate_governance(run: PatternRun, platform: MeshPlatform, world: Ecommerc
     return report
 
 
+def compare_with_datacontract_cli(run: PatternRun, gate: PublishResult) -> None:
+    """The same two contracts through `datacontract breaking`, the ODCS tooling's check, next to the mesh's gate."""
+    command = f"datacontract breaking {ORDERS_V1.relative_to(PROJECT_ROOT)} {ORDERS_V2.relative_to(PROJECT_ROOT)}"
+    cli = datacontract_cli.find_cli()
+    if cli is None:
+        run.note(
+            f"datacontract-cli is not installed ({datacontract_cli.INSTALL} installs it); the same check: {command}"
+        )
+        return
+    result, changes = datacontract_cli.breaking(cli, ORDERS_V1, ORDERS_V2)
+    tool = {c.field.rsplit(".", 1)[-1] for c in changes if c.severity == "ERROR"}
+    mesh = {c.column for c in gate.changes if c.breaking}
+    run.table(
+        [{"check": "the mesh's version gate", "verdict": "breaking" if mesh else "compatible", "columns": sorted(mesh)},
+         {"check": f"$ {command} (exit {result.returncode})", "verdict": "breaking" if tool else "compatible",
+          "columns": sorted(tool)}],
+        title="Two verdicts on orders 1.0.0 → 2.0.0",
+    )  # fmt: skip
+    run.check(
+        "datacontract-cli and the mesh's gate agree: the change is breaking, in the same columns",
+        not result.passed and tool == mesh != set(),
+        f"both flag {', '.join(sorted(mesh))}; datacontract-cli lists the rename as a removal plus an addition",
+    )
+
+
 def breaking_change(run: PatternRun, platform: MeshPlatform, world: EcommerceWorld, v2: DataContract) -> None:
     """The orders team renames `amount` and narrows `quantity`: blocked as 1.1.0, allowed as 2.0.0."""
     spark, catalog = platform.spark, platform.catalog
@@ -533,6 +563,7 @@ def breaking_change(run: PatternRun, platform: MeshPlatform, world: EcommerceWor
         [{"column": c.column, "change": c.kind, "detail": c.detail, "breaking": c.breaking} for c in blocked.changes],
         title="Schema changes against the published 1.0.0",
     )
+    compare_with_datacontract_cli(run, blocked)
     registered = catalog.product(product) or {}
     run.check(
         "a breaking change released as 1.1.0 is blocked and nothing changes",

@@ -110,7 +110,7 @@ class ProductCatalog:
 
     def contract(self, product: str) -> DataContract | None:
         rows = self.query("SELECT contract FROM products WHERE product = ?", (product,))
-        return DataContract(json.loads(rows[0]["contract"]), f"catalog:{product}") if rows else None
+        return DataContract.from_document(json.loads(rows[0]["contract"]), f"catalog:{product}") if rows else None
 
     def product(self, product: str) -> dict[str, Any] | None:
         rows = self.query("SELECT * FROM products WHERE product = ?", (product,))
@@ -200,7 +200,6 @@ def catalog_tags(contract: DataContract) -> list[str]:
 
 def search_text(contract: DataContract) -> str:
     """What free-text search matches: name, purpose, usage, column names and descriptions."""
-    description = contract.document.get("description") or {}
-    parts = [contract.product, contract.purpose, str(description.get("usage", ""))]
+    parts = [contract.product, contract.purpose, contract.usage]
     parts += [f"{c.name} {c.description}" for c in contract.columns]
     return " ".join(parts)

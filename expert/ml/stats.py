@@ -1,8 +1,10 @@
 """The statistics an ML platform decides with: significance gate, drift, ranking quality (+ the split).
 
-Why hand-written and small: each function is a few lines of textbook statistics that a learner
-should be able to read in one sitting, and the tests check them against independent
-implementations (scipy's chi-square test, sklearn's metrics) rather than against themselves.
+Why statsmodels for the A/B test: the two-proportion z-test, its interval and its power are what
+practitioners run from `statsmodels.stats` (`proportions_ztest`, `confint_proportions_2indep`,
+`NormalIndPower`), so the pattern calls them rather than re-deriving them; the tests still check
+the z-test against an independent implementation (scipy's chi-square test on the same 2x2 table).
+PSI stays hand-written: it is a few lines, and no well-kept library ships it with these bins.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from expert.ml.split import CHALLENGER_ARM, CHAMPION_ARM, assign_arm, bucket
 
@@ -68,23 +69,25 @@ class TwoProportionTest:
 def two_proportion_ztest(
     conversions_a: int, n_a: int, conversions_b: int, n_b: int, *, alpha: float = 0.05
 ) -> TwoProportionTest:
-    """Two-sided z-test of equal conversion rates (pooled standard error) with a Wald interval.
+    """Two-sided z-test of equal conversion rates (pooled standard error) with a Wald interval for B - A.
 
-    The pooled test is equivalent to Pearson's chi-square test on the 2x2 table without continuity
-    correction (z² = χ²), which is how the tests check it.
+    `proportions_ztest` pools the two rates under the null, which makes it Pearson's chi-square
+    test on the 2x2 table without continuity correction (z² = χ²). The interval is the Wald
+    interval of the difference (unpooled), from `confint_proportions_2indep(method="wald")`.
     """
+    from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
+
     if min(n_a, n_b) <= 0:
         raise ValueError("both arms need at least one unit")
-    rate_a, rate_b = conversions_a / n_a, conversions_b / n_b
     pooled = (conversions_a + conversions_b) / (n_a + n_b)
-    se_pooled = math.sqrt(pooled * (1 - pooled) * (1 / n_a + 1 / n_b))
-    z = (rate_b - rate_a) / se_pooled if se_pooled > 0 else 0.0
-    p_value = float(2 * stats.norm.sf(abs(z)))
-    se_diff = math.sqrt(rate_a * (1 - rate_a) / n_a + rate_b * (1 - rate_b) / n_b)
-    half = float(stats.norm.ppf(1 - alpha / 2)) * se_diff
-    return TwoProportionTest(
-        conversions_a, n_a, conversions_b, n_b, z, p_value, rate_b - rate_a - half, rate_b - rate_a + half
+    if 0 < pooled < 1:
+        z, p_value = (float(v) for v in proportions_ztest([conversions_b, conversions_a], [n_b, n_a]))
+    else:
+        z, p_value = 0.0, 1.0
+    low, high = confint_proportions_2indep(
+        conversions_b, n_b, conversions_a, n_a, method="wald", compare="diff", alpha=alpha
     )
+    return TwoProportionTest(conversions_a, n_a, conversions_b, n_b, z, p_value, float(low), float(high))
 
 
 def minimum_detectable_effect(
@@ -93,11 +96,20 @@ def minimum_detectable_effect(
     """The smallest absolute lift this sample size detects with the given power (normal approximation).
 
     Why report it: a 'not significant' result only means something next to the effect the test
-    could have seen.
+    could have seen. statsmodels' `NormalIndPower` gives the power of a two-sample z-test for a
+    standardized effect; the effect where it reaches `power` (one tail at alpha/2, the textbook
+    approximation of the two-sided test), times the base rate's standard deviation, is the lift.
     """
-    z_alpha = float(stats.norm.ppf(1 - alpha / 2))
-    z_power = float(stats.norm.ppf(power))
-    return (z_alpha + z_power) * math.sqrt(base_rate * (1 - base_rate) * (1 / n_a + 1 / n_b))
+    from scipy.optimize import brentq
+    from statsmodels.stats.power import NormalIndPower
+
+    analysis = NormalIndPower()
+
+    def shortfall(effect: float) -> float:
+        return float(analysis.power(effect, nobs1=n_a, alpha=alpha / 2, ratio=n_b / n_a, alternative="larger")) - power
+
+    effect = brentq(shortfall, 1e-9, 50.0, xtol=1e-15)
+    return float(effect) * math.sqrt(base_rate * (1 - base_rate))
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,9 @@
 Why scikit-learn and not Spark ML here: Spark builds the features and the point-in-time training
 set, and scores at scale (`mlflow.pyfunc.spark_udf`); the training set itself is one row per
 customer per scoring moment, a few thousand rows that fit in one process. A scikit-learn pipeline
-fits in milliseconds there, cross-validates in one call, and serves from MLflow's scoring app
-without a JVM: the same split many Databricks teams use (single-node training on the driver,
-distributed scoring).
+trains on that in one process, cross-validates in one call, and serves from MLflow's scoring app
+without a JVM: a common split of the work (single-node training on the driver, distributed
+scoring).
 
 - `make_pipeline`: scaling and one-hot encoding travel inside the model, so serving sends raw
   feature values.

@@ -3,8 +3,10 @@
 Why a standard: a data product's contract is read by people (owners, consumers, auditors) and by
 the platform (publish gates, catalogs, governance). ODCS is the open, vendor-neutral YAML format
 for it, and its official JSON Schema ships in the `open-data-contract-standard` package next to
-its pydantic models. Validating against that schema (strict: an unknown key such as `requried` is
-an error) catches a broken contract where it is written, not in production.
+its typed pydantic model. A contract is validated against that schema (strict: an unknown key such
+as `requried` is an error, where `datacontract lint` only warns) and then read through the typed
+model: `DataContract` exposes what the platform needs (columns, quality rules, the freshness SLA,
+the Unity Catalog server) from `OpenDataContractStandard`, not from raw dictionaries.
 
 On top of the standard, a mesh platform adds its own rules (`platform_problems`): an owner must be
 named, the version must be semantic, every column typed, protected columns anonymised, a freshness
@@ -29,6 +31,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from open_data_contract_standard.model import (
+    DataQuality,
+    OpenDataContractStandard,
+    SchemaObject,
+    SchemaProperty,
+    Server,
+    Team,
+)
 
 ODCS_API_VERSION = "v3.2.0"
 CLASSIFICATIONS = ("public", "internal", "confidential", "restricted")
@@ -37,32 +47,17 @@ PROTECTED_CLASSES = frozenset({"confidential", "restricted"})
 ANONYMIZATION_STRATEGIES = ("hash", "redact", "last4", "year")
 """How a protected column is shown to non-owners (declared per column as the custom property
 `anonymizationStrategy`, the name the ODCS full example uses)."""
-OPERATORS = (
-    "mustBe",
-    "mustNotBe",
-    "mustBeGreaterThan",
-    "mustBeGreaterOrEqualTo",
-    "mustBeLessThan",
-    "mustBeLessOrEqualTo",
-    "mustBeBetween",
-    "mustNotBeBetween",
-)
+OPERATORS = ("mustBe", "mustNotBe", "mustBeGreaterThan", "mustBeGreaterOrEqualTo", "mustBeLessThan",
+             "mustBeLessOrEqualTo", "mustBeBetween", "mustNotBeBetween")  # fmt: skip
 LIBRARY_METRICS = ("nullValues", "missingValues", "invalidValues", "duplicateValues", "rowCount")
 _SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 _UNITS = {"h": "hours", "hour": "hours", "hours": "hours", "d": "days", "day": "days", "days": "days"}
 _LOGICAL_FOR_PHYSICAL = {
-    "tinyint": "integer",
-    "smallint": "integer",
-    "int": "integer",
-    "bigint": "integer",
-    "float": "number",
-    "double": "number",
-    "decimal": "number",
-    "string": "string",
-    "boolean": "boolean",
-    "date": "date",
-    "timestamp": "timestamp",
+    **dict.fromkeys(("tinyint", "smallint", "int", "bigint"), "integer"),
+    **dict.fromkeys(("float", "double", "decimal"), "number"),
+    **{same: same for same in ("string", "boolean", "date", "timestamp")},
 }
+"""The ODCS logicalType each supported Spark SQL physicalType must declare."""
 
 
 class ContractError(Exception):
@@ -93,7 +88,7 @@ def schema_problems(document: Mapping[str, Any]) -> list[str]:
 
 @lru_cache(maxsize=64)
 def _schema_problems(document_json: str) -> tuple[str, ...]:
-    """Validation is pure and takes ~0.1 s per contract, so each distinct document is checked once."""
+    """Validation is pure and not cheap (a full JSON Schema walk), so each distinct document is checked once."""
     problems: dict[str, None] = {}
     errors = _odcs_validator().iter_errors(json.loads(document_json))
     for error in sorted(errors, key=lambda e: [str(p) for p in e.absolute_path]):
@@ -220,24 +215,29 @@ def bump_between(old: SemVer, new: SemVer) -> Bump:
 
 @dataclass(frozen=True)
 class DataContract:
-    """A parsed, standard-valid ODCS contract for one table-shaped data product."""
+    """A standard-valid ODCS contract for one table-shaped data product, read through the standard's typed model.
+
+    `model` is the `open-data-contract-standard` pydantic model every accessor reads; `document`
+    keeps the YAML as written, for the JSON Schema check, for deriving a revised contract and for
+    storing the contract as it was published.
+    """
 
     document: Mapping[str, Any]
     source: str
+    model: OpenDataContractStandard = field(compare=False, repr=False)
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any], source: str) -> DataContract:
         """Validate against the official schema, then parse with the standard's pydantic model."""
-        from open_data_contract_standard.model import OpenDataContractStandard
-
         problems = schema_problems(document)
         if problems:
             raise ContractError(source, problems)
-        OpenDataContractStandard.model_validate(dict(document))
-        objects = document.get("schema") or []
-        if len(objects) != 1:
-            raise ContractError(source, [f"schema: a table product has exactly one object, found {len(objects)}"])
-        return cls(copy.deepcopy(dict(document)), source)
+        model = OpenDataContractStandard.model_validate(dict(document))
+        if len(model.schema_ or ()) != 1:
+            raise ContractError(
+                source, [f"schema: a table product has exactly one object, found {len(model.schema_ or ())}"]
+            )
+        return cls(copy.deepcopy(dict(document)), source, model)
 
     @classmethod
     def load(cls, path: Path) -> DataContract:
@@ -253,84 +253,72 @@ class DataContract:
 
     @property
     def id(self) -> str:
-        return str(self.document["id"])
+        return self.model.id
 
     @property
     def version(self) -> str:
-        return str(self.document["version"])
+        return self.model.version
 
     @property
     def domain(self) -> str:
-        return str(self.document.get("domain") or "")
+        return self.model.domain or ""
 
     @property
     def status(self) -> str:
-        return str(self.document.get("status") or "")
+        return self.model.status or ""
 
     @property
     def tags(self) -> tuple[str, ...]:
-        return tuple(self.document.get("tags") or ())
+        return tuple(self.model.tags or ())
 
     @property
     def purpose(self) -> str:
-        return str((self.document.get("description") or {}).get("purpose") or "")
+        return (self.model.description.purpose if self.model.description else None) or ""
+
+    @property
+    def usage(self) -> str:
+        return (self.model.description.usage if self.model.description else None) or ""
 
     @property
     def team(self) -> str:
-        team = self.document.get("team")
-        return str(team.get("name") or "") if isinstance(team, Mapping) else ""
+        team = self.model.team
+        return (team.name or "") if isinstance(team, Team) else ""
 
     @property
     def owner(self) -> str | None:
-        """The username of the team member whose role is `owner` (ODCS `team.members`)."""
-        team = self.document.get("team")
-        members = team.get("members", []) if isinstance(team, Mapping) else team or []
-        owners = [m["username"] for m in members if str(m.get("role", "")).lower() == "owner"]
+        """The username of the team member whose role is `owner` (ODCS `team.members`, or a bare member list)."""
+        team = self.model.team
+        members = (team.members or []) if isinstance(team, Team) else (team or [])
+        owners = [m.username for m in members if (m.role or "").lower() == "owner"]
         return owners[0] if owners else None
 
     @property
-    def unity_catalog_server(self) -> Mapping[str, Any] | None:
-        servers = [s for s in self.document.get("servers") or () if s.get("type") == "databricks"]
-        return servers[0] if servers else None
+    def unity_catalog_server(self) -> Server | None:
+        """The `databricks` server: its `catalog` and `schema` are where the product is published."""
+        return next((s for s in self.model.servers or () if s.type == "databricks"), None)
 
     @property
-    def _object(self) -> Mapping[str, Any]:
-        return self.document["schema"][0]
+    def table_object(self) -> SchemaObject:
+        return (self.model.schema_ or [])[0]
 
     @property
     def table(self) -> str:
-        return str(self._object.get("physicalName") or self._object["name"])
+        return self.table_object.physicalName or self.table_object.name
 
     @property
     def object_name(self) -> str:
-        return str(self._object["name"])
+        return self.table_object.name
 
     @property
     def product(self) -> str:
         """The three-part Unity Catalog name `catalog.schema.table` the product is published under."""
-        server = self.unity_catalog_server or {}
-        return f"{server.get('catalog', '?')}.{server.get('schema', '?')}.{self.table}"
+        server = self.unity_catalog_server
+        catalog, schema = (server.catalog, server.schema_) if server else (None, None)
+        return f"{catalog or '?'}.{schema or '?'}.{self.table}"
 
     @property
     def columns(self) -> tuple[Column, ...]:
-        out = []
-        for prop in self._object.get("properties") or ():
-            custom = {c["property"]: c["value"] for c in prop.get("customProperties") or ()}
-            out.append(
-                Column(
-                    name=prop["name"],
-                    physical_type=normalize_type(str(prop.get("physicalType", ""))),
-                    logical_type=str(prop.get("logicalType", "")),
-                    required=bool(prop.get("required", False)),
-                    unique=bool(prop.get("unique", False)),
-                    primary_key=bool(prop.get("primaryKey", False)),
-                    classification=str(prop.get("classification", "")).lower(),
-                    anonymization=custom.get("anonymizationStrategy"),
-                    description=str(prop.get("description", "")),
-                    source_products=tuple(prop.get("transformSourceObjects") or ()),
-                )
-            )
-        return tuple(out)
+        return tuple(_column(prop) for prop in self.table_object.properties or ())
 
     def column(self, name: str) -> Column:
         for col in self.columns:
@@ -353,39 +341,54 @@ class DataContract:
 
     @property
     def quality_rules(self) -> tuple[QualityRule, ...]:
-        rules = [_rule(q, None) for q in self._object.get("quality") or ()]
-        for prop in self._object.get("properties") or ():
-            rules += [_rule(q, prop["name"]) for q in prop.get("quality") or ()]
+        table = self.table_object
+        rules = [_rule(q, None) for q in table.quality or ()]
+        for prop in table.properties or ():
+            rules += [_rule(q, prop.name) for q in prop.quality or ()]
         return tuple(rules)
 
     @property
     def latency(self) -> Latency | None:
-        for sla in self.document.get("slaProperties") or ():
-            if str(sla.get("property", "")).lower() in ("latency", "ly"):
-                unit = _UNITS.get(str(sla.get("unit", "")).lower())
-                element = str(sla.get("element", ""))
-                if unit is None or not element:
+        """The freshness SLA: the `latency` SLA property, with a unit in hours or days and an element."""
+        for sla in self.model.slaProperties or ():
+            if (sla.property or "").lower() in ("latency", "ly"):
+                unit = _UNITS.get((sla.unit or "").lower())
+                if unit is None or not sla.element or sla.value is None:
                     return None
-                value = float(sla["value"])
-                return Latency(
-                    element.rsplit(".", maxsplit=1)[-1], timedelta(**{unit: value}), f"≤ {sla['value']} {sla['unit']}"
-                )
+                limit = timedelta(**{unit: float(sla.value)})
+                return Latency(sla.element.rsplit(".", maxsplit=1)[-1], limit, f"≤ {sla.value} {sla.unit}")
         return None
 
 
-def _rule(quality: Mapping[str, Any], column: str | None) -> QualityRule:
-    operator = next((op for op in OPERATORS if op in quality), "mustBe")
-    ident = quality.get("id") or quality.get("name") or f"{column or 'table'}_{quality.get('metric', 'sql')}"
+def _column(prop: SchemaProperty) -> Column:
+    custom = {c.property: c.value for c in prop.customProperties or ()}
+    return Column(
+        name=prop.name,
+        physical_type=normalize_type(prop.physicalType or ""),
+        logical_type=prop.logicalType or "",
+        required=bool(prop.required),
+        unique=bool(prop.unique),
+        primary_key=bool(prop.primaryKey),
+        classification=(prop.classification or "").lower(),
+        anonymization=custom.get("anonymizationStrategy"),
+        description=prop.description or "",
+        source_products=tuple(prop.transformSourceObjects or ()),
+    )
+
+
+def _rule(quality: DataQuality, column: str | None) -> QualityRule:
+    operator = next((op for op in OPERATORS if getattr(quality, op) is not None), "mustBe")
+    ident = quality.id or quality.name or f"{column or 'table'}_{quality.metric or 'sql'}"
     return QualityRule(
-        id=str(ident),
+        id=ident,
         operator=operator,
-        threshold=quality.get(operator, 0),
-        metric=quality.get("metric"),
-        query=quality.get("query"),
+        threshold=getattr(quality, operator) if getattr(quality, operator) is not None else 0,
+        metric=quality.metric,
+        query=quality.query,
         column=column,
-        arguments=dict(quality.get("arguments") or {}),
-        unit=str(quality.get("unit") or "rows"),
-        description=str(quality.get("description") or ""),
+        arguments=dict(quality.arguments or {}),
+        unit=quality.unit or "rows",
+        description=quality.description or "",
     )
 
 
@@ -405,8 +408,8 @@ def platform_problems(contract: DataContract) -> list[str]:
     server = contract.unity_catalog_server
     if server is None:
         problems.append("servers: no `databricks` server naming the Unity Catalog catalog and schema")
-    elif server.get("catalog") != contract.domain:
-        problems.append(f"servers: catalog {server.get('catalog')!r} is not the owning domain {contract.domain!r}")
+    elif server.catalog != contract.domain:
+        problems.append(f"servers: catalog {server.catalog!r} is not the owning domain {contract.domain!r}")
     if not contract.primary_key:
         problems.append("schema: no primaryKey property")
     if contract.latency is None:

@@ -154,3 +154,13 @@ def test_lineage_is_drawn_as_mermaid(outcome) -> None:  # type: ignore[no-untype
     assert text.startswith("flowchart LR")
     assert "marketing.products.customer_value 1.0.0" in text and "orders.products.orders 2.0.0" in text
     assert text.count("-->") == 2 + 2 + 2
+
+
+def test_the_mesh_gate_and_datacontract_breaking_are_compared(outcome) -> None:  # type: ignore[no-untyped-def]
+    from expert.runtime.datacontract_cli import INSTALL, find_cli
+
+    if find_cli() is None:
+        pytest.skip(f"datacontract-cli is not installed (`make tools` runs {INSTALL}); the pattern printed the command")
+    checks = {c.name: c for c in outcome.report.checks}
+    agreement = checks["datacontract-cli and the mesh's gate agree: the change is breaking, in the same columns"]
+    assert agreement.passed and "amount" in agreement.detail and "quantity" in agreement.detail
