@@ -1,0 +1,145 @@
+"""Checks for snowflake/02 (cost optimization): the lesson's billing invariants, on a month it has not seen."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+
+from expert.exercises.checks.snowflake_01 import run_learner_sql
+from expert.exercises.context import CheckContext
+from expert.exercises.learner import LearnerCode
+from expert.exercises.verdict import expect
+from expert.runtime import usage_history
+from expert.runtime.usage_history import DAYS, FLEET, LOCAL_ORIGIN, seconds_since
+
+MINIMUM_BILLED_SECONDS = 60
+CANDIDATES = (1800, 600, 300, 120, 60, 30)
+"""The lesson's candidates, and 30 s: valid, and where the 60-second minimum per resume bites."""
+LESSON_COLD_STARTS_PER_DAY = 40
+QUERIES = 3_000
+"""A month of the generated fleet (its hourly ETL alone is ~2,250 queries)."""
+WINDOW = (LOCAL_ORIGIN, LOCAL_ORIGIN + timedelta(days=DAYS))
+
+
+def billed_runs(starts: np.ndarray, ends: np.ndarray, auto_suspend: int) -> list[tuple[float, float]]:
+    """The check's own billing model: a query starting more than `auto_suspend` s after every earlier
+    query ended resumes the warehouse; each run bills max(60, last end - resume + auto_suspend)."""
+    runs: list[tuple[float, float]] = []
+    resumed, last_end = math.nan, -math.inf
+    for start, end in sorted(zip(starts.tolist(), ends.tolist(), strict=True)):
+        if start - last_end > auto_suspend:
+            if last_end > -math.inf:
+                runs.append((resumed, max(resumed + MINIMUM_BILLED_SECONDS, last_end + auto_suspend)))
+            resumed = start
+        last_end = max(last_end, end)
+    if last_end > -math.inf:
+        runs.append((resumed, max(resumed + MINIMUM_BILLED_SECONDS, last_end + auto_suspend)))
+    return runs
+
+
+def true_replay(history: pd.DataFrame, warehouse: str, auto_suspend: int, window: tuple) -> dict[str, float]:
+    """RESUMES, BILLED_SECONDS, CREDITS of `warehouse` under `auto_suspend`, from the check's model."""
+    busy = history[
+        (history["WAREHOUSE_NAME"] == warehouse)
+        & (history["EXECUTION_TIME"] > 0)
+        & (history["START_TIME"] >= window[0])
+        & (history["START_TIME"] < window[1])
+    ]
+    runs = billed_runs(seconds_since(busy["START_TIME"]), seconds_since(busy["END_TIME"]), auto_suspend)
+    seconds = sum(b - a for a, b in runs)
+    per_hour = next(w.credits_per_hour for w in FLEET if w.name == warehouse)
+    return {"RESUMES": len(runs), "BILLED_SECONDS": seconds, "CREDITS": seconds * per_hour / 3600}
+
+
+def true_choice(replays: dict[int, dict[str, float]], interactive: bool, budget: float) -> int:
+    """The lesson's rule: batch → cheapest; interactive → cheapest within the cold-start budget, else the highest."""
+    ordered = sorted(replays, key=lambda s: (replays[s]["CREDITS"], s))
+    within = [s for s in ordered if replays[s]["RESUMES"] / DAYS <= budget]
+    return ordered[0] if not interactive else (within[0] if within else max(replays))
+
+
+def _close(got: dict, want: dict) -> bool:
+    return int(got.get("RESUMES") or 0) == want["RESUMES"] and math.isclose(
+        float(got.get("CREDITS") or 0), want["CREDITS"], rel_tol=1e-4, abs_tol=1e-6
+    )
+
+
+def _row(values: dict) -> str:
+    return f"{int(values.get('RESUMES') or 0)} resumes, {float(values.get('CREDITS') or 0):.3f} credits"
+
+
+def check_auto_suspend(learner: LearnerCode, ctx: CheckContext) -> str:
+    """Replay every candidate on every warehouse against the check's billing model (the month, and a
+    hidden 10-day window), then pick settings under the lesson's cold-start budget and two hidden ones."""
+    replay_sql = learner.function("replay_sql", ("candidates",))
+    choose = learner.function("choose_auto_suspend", ("replays", "interactive", "max_resumes_per_day"))
+    usage = usage_history.generate_account_usage(QUERIES, ctx.seed(), billing=billed_runs)
+    history = usage.views["QUERY_HISTORY"]
+    metered = usage.views["WAREHOUSE_METERING_HISTORY"].groupby("WAREHOUSE_NAME")["CREDITS_USED_COMPUTE"].sum()
+    first_day = int(np.random.default_rng(ctx.seed(1)).integers(1, DAYS - 12))
+    part = (LOCAL_ORIGIN + timedelta(days=first_day), LOCAL_ORIGIN + timedelta(days=first_day + 10))
+    sql = replay_sql("COSTLAB.PUBLIC.CANDIDATES")
+    with ctx.snowflake(database="COSTLAB") as session:
+        usage_history.load_local_account_usage(session, usage.views)
+        session.execute("CREATE TABLE COSTLAB.PUBLIC.CANDIDATES (AUTO_SUSPEND NUMBER)")
+        session.execute(f"INSERT INTO COSTLAB.PUBLIC.CANDIDATES VALUES {', '.join(f'({s})' for s in CANDIDATES)}")
+
+        def replay(window: tuple) -> dict[str, dict[int, dict]]:
+            params = {"window_start": window[0], "window_end": window[1]}
+            cursor = run_learner_sql(session, learner, "replay_sql", sql, params)
+            names = [d[0].upper() for d in cursor.description or ()]
+            out: dict[str, dict[int, dict]] = {}
+            for values in cursor.fetchall():
+                row = dict(zip(names, values, strict=True))
+                out.setdefault(str(row.get("WAREHOUSE_NAME")), {})[int(row.get("AUTO_SUSPEND") or 0)] = row
+            return out
+
+        month, window = replay(WINDOW), replay(part)
+    pairs = [(w.name, s) for w in FLEET for s in CANDIDATES]
+    missing = [p for p in pairs if p[1] not in month.get(p[0], {})]
+    expect(not missing and all({"RESUMES", "CREDITS"} <= set(r) for rs in month.values() for r in rs.values()),
+           "the replay returns RESUMES and CREDITS for every warehouse and candidate setting",
+           f"{len(missing)} of {len(pairs)} (warehouse, setting) rows missing, e.g. {missing[:2]}; "
+           f"columns {sorted({c for rs in month.values() for r in rs.values() for c in r})}")  # fmt: skip
+    today = {w.name: month[w.name][w.auto_suspend] for w in FLEET}
+    off = {n: r for n, r in today.items() if not math.isclose(float(r["CREDITS"] or 0), metered[n], rel_tol=1e-4)}
+    expect(not off, "at today's settings the replay reproduces WAREHOUSE_METERING_HISTORY",
+           "; ".join(f"{n} at {r['AUTO_SUSPEND']} s: replay {float(r['CREDITS'] or 0):.3f} credits, "
+                     f"metered {metered[n]:.3f}" for n, r in off.items()))  # fmt: skip
+    truth = {w.name: {s: true_replay(history, w.name, s, WINDOW) for s in CANDIDATES} for w in FLEET}
+    wrong = [(n, s) for n, s in pairs if not _close(month[n][s], truth[n][s])]
+    expect(not wrong, "every candidate setting replays to the billing model's resumes and credits",
+           f"{len(wrong)} of {len(pairs)} replays differ, e.g. " + "; ".join(
+               f"{n} at {s} s: {_row(month[n][s])}, expected {_row(truth[n][s])}" for n, s in wrong[:2]))  # fmt: skip
+    part_truth = {w.name: true_replay(history, w.name, w.auto_suspend, part) for w in FLEET}
+    outside = [n for n in part_truth if not _close(window.get(n, {}).get(today[n]["AUTO_SUSPEND"], {}), part_truth[n])]
+    expect(not outside, "the replay counts only the queries that started in the window",
+           f"days {first_day}-{first_day + 10}: " + "; ".join(
+               f"{n}: {_row(window.get(n, {}).get(today[n]['AUTO_SUSPEND'], {}))}, expected {_row(part_truth[n])}"
+               for n in outside))  # fmt: skip
+    picks = 0
+    for warehouse in FLEET:
+        ladder = truth[warehouse.name]
+        per_day = sorted({ladder[s]["RESUMES"] / DAYS for s in CANDIDATES})
+        between = [(a + b) / 2 for a, b in itertools.pairwise(per_day)]
+        budgets = [LESSON_COLD_STARTS_PER_DAY, between[len(between) // 2] if between else per_day[0], per_day[0] / 2]
+        for budget in budgets:
+            got = choose({s: dict(month[warehouse.name][s]) for s in CANDIDATES}, warehouse.interactive, budget)
+            want = true_choice(ladder, warehouse.interactive, budget)
+            kind = "interactive" if warehouse.interactive else "batch"
+            expect(got == want, f"the recommended setting follows the rule ({kind} warehouse)",
+                   f"{warehouse.name} with at most {budget:.2f} resumes/day: chose {got} s, expected {want} s "
+                   f"(resumes/day by setting: {({s: round(ladder[s]['RESUMES'] / DAYS, 2) for s in CANDIDATES})})")  # fmt: skip
+            picks += 1
+    chosen = {w.name: true_choice(truth[w.name], w.interactive, LESSON_COLD_STARTS_PER_DAY) for w in FLEET}
+    before = sum(metered[w.name] for w in FLEET)
+    after = sum(truth[n][s]["CREDITS"] for n, s in chosen.items())
+    return (
+        f"{len(pairs)} replays over {int((history['EXECUTION_TIME'] > 0).sum()):,} queries match the billing model "
+        f"(today's settings = metering, {before:.1f} credits) and a hidden 10-day window; {picks} choices right; "
+        f"recommended {chosen} bills {after:.1f} credits"
+    )
