@@ -5,9 +5,11 @@ from __future__ import annotations
 import itertools
 import math
 from datetime import timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from snowflake.connector.cursor import SnowflakeCursor
 
 from expert.exercises.checks.snowflake_01 import run_learner_sql
 from expert.exercises.context import CheckContext
@@ -62,6 +64,16 @@ def true_choice(replays: dict[int, dict[str, float]], interactive: bool, budget:
     return ordered[0] if not interactive else (within[0] if within else max(replays))
 
 
+def rows_of(cursor: SnowflakeCursor) -> list[dict[str, Any]]:
+    """A cursor's rows as dicts keyed by upper-case column name."""
+    names = [d[0].upper() for d in cursor.description or ()]
+    return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+
+
+def by_warehouse(cursor: SnowflakeCursor) -> dict[str, dict[str, Any]]:
+    return {str(row.get("WAREHOUSE_NAME")): row for row in rows_of(cursor)}
+
+
 def _close(got: dict, want: dict) -> bool:
     return int(got.get("RESUMES") or 0) == want["RESUMES"] and math.isclose(
         float(got.get("CREDITS") or 0), want["CREDITS"], rel_tol=1e-4, abs_tol=1e-6
@@ -90,11 +102,8 @@ def check_auto_suspend(learner: LearnerCode, ctx: CheckContext) -> str:
 
         def replay(window: tuple) -> dict[str, dict[int, dict]]:
             params = {"window_start": window[0], "window_end": window[1]}
-            cursor = run_learner_sql(session, learner, "replay_sql", sql, params)
-            names = [d[0].upper() for d in cursor.description or ()]
             out: dict[str, dict[int, dict]] = {}
-            for values in cursor.fetchall():
-                row = dict(zip(names, values, strict=True))
+            for row in rows_of(run_learner_sql(session, learner, "replay_sql", sql, params)):
                 out.setdefault(str(row.get("WAREHOUSE_NAME")), {})[int(row.get("AUTO_SUSPEND") or 0)] = row
             return out
 
@@ -143,3 +152,128 @@ def check_auto_suspend(learner: LearnerCode, ctx: CheckContext) -> str:
         f"(today's settings = metering, {before:.1f} credits) and a hidden 10-day window; {picks} choices right; "
         f"recommended {chosen} bills {after:.1f} credits"
     )
+
+
+# --- snowflake/02.2 · right-size from spill and queueing -----------------------------------------
+
+SPILL_SIZE_UP = 0.10
+QUEUED_ADD_CLUSTERS = 0.01
+IDLE_SIZE_DOWN = 0.10
+REMEDIES = ("run the spilling jobs one size up", "add clusters (multi-cluster)", "size down", "keep")
+NAMES = ("TRANSFORM_WH", "LOADING_WH", "REPORTING_WH", "DASHBOARD_WH", "ANALYST_WH", "SANDBOX_WH")
+"""The fleet is renamed per seed: a rule that keys on a warehouse's name cannot pass."""
+
+
+def true_evidence(history: pd.DataFrame, window: tuple) -> dict[str, dict[str, float]]:
+    """QUERIES, QUEUED_SHARE, REMOTE_SPILL_SHARE per warehouse, in pandas, over the queries that ran."""
+    ran = history[
+        (history["EXECUTION_TIME"] > 0) & (history["START_TIME"] >= window[0]) & (history["START_TIME"] < window[1])
+    ]
+    out = {}
+    for name, rows in ran.groupby("WAREHOUSE_NAME"):
+        spilled = rows["BYTES_SPILLED_TO_REMOTE_STORAGE"] > 0
+        out[str(name)] = {
+            "QUERIES": len(rows),
+            "QUEUED_SHARE": float((rows["QUEUED_OVERLOAD_TIME"] > 0).mean()),
+            "REMOTE_SPILL_SHARE": float(rows.loc[spilled, "EXECUTION_TIME"].sum() / rows["EXECUTION_TIME"].sum()),
+        }
+    return out
+
+
+def utilization(history: pd.DataFrame, warehouse: str, auto_suspend: int) -> float:
+    """Seconds with a query running / seconds billed under `auto_suspend`."""
+    ran = history[(history["WAREHOUSE_NAME"] == warehouse) & (history["EXECUTION_TIME"] > 0)]
+    starts, ends = seconds_since(ran["START_TIME"]), seconds_since(ran["END_TIME"])
+    active = sum(end - start for start, end in _union(starts, ends))
+    billed = sum(b - a for a, b in billed_runs(starts, ends, auto_suspend))
+    return active / billed if billed else 0.0
+
+
+def _union(starts: np.ndarray, ends: np.ndarray) -> list[tuple[float, float]]:
+    merged: list[list[float]] = []
+    for start, end in sorted(zip(starts.tolist(), ends.tolist(), strict=True)):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return [(a, b) for a, b in merged]
+
+
+def true_remedy(evidence: dict[str, float], busy_share: float) -> str:
+    spill, queued = evidence["REMOTE_SPILL_SHARE"], evidence["QUEUED_SHARE"]
+    if spill >= SPILL_SIZE_UP:
+        return REMEDIES[0]
+    if queued >= QUEUED_ADD_CLUSTERS:
+        return REMEDIES[1]
+    return REMEDIES[2] if queued == 0 and spill == 0 and busy_share < IDLE_SIZE_DOWN else REMEDIES[3]
+
+
+def symptom_scenarios(
+    history: pd.DataFrame, names: dict[str, str], window: tuple, rng: np.random.Generator
+) -> list[tuple[str, pd.DataFrame]]:
+    """The month as billed; a mixed month (the queueing warehouse also spills, the idle one has a single
+    queued query in the window, the spilling one no longer spills); and the month with every symptom gone."""
+    ran = (history["EXECUTION_TIME"] > 0) & (history["START_TIME"] >= window[0]) & (history["START_TIME"] < window[1])
+    bi, adhoc, etl = (history["WAREHOUSE_NAME"] == names[n] for n in ("BI_WH", "ADHOC_WH", "ETL_WH"))
+    mixed = history.copy()
+    spills = (bi & ran).to_numpy() & (rng.random(len(history)) < 0.25)
+    mixed.loc[spills, "BYTES_SPILLED_TO_REMOTE_STORAGE"] = mixed.loc[spills, "EXECUTION_TIME"] * 200_000
+    mixed.loc[etl, "BYTES_SPILLED_TO_REMOTE_STORAGE"] = 0
+    mixed.loc[adhoc, "QUEUED_OVERLOAD_TIME"] = 0
+    mixed.loc[mixed.index[(adhoc & ran).to_numpy()][rng.integers((adhoc & ran).sum())], "QUEUED_OVERLOAD_TIME"] = 1_500
+    calm = history.assign(BYTES_SPILLED_TO_REMOTE_STORAGE=0, QUEUED_OVERLOAD_TIME=0)
+    return [("as billed", history), ("a mixed month", mixed), ("with the symptoms gone", calm)]
+
+
+def check_right_size(learner: LearnerCode, ctx: CheckContext) -> str:
+    """The evidence SQL against pandas on a renamed fleet and a hidden window, and the remedy rule, over
+    three months: as billed, mixed symptoms, no symptoms."""
+    evidence_sql = learner.function("sizing_evidence_sql", ())
+    recommend = learner.function("recommend", ("evidence", "utilization"))
+    rng = np.random.default_rng(ctx.seed(1))
+    names = dict(zip([w.name for w in FLEET], rng.choice(NAMES, len(FLEET), replace=False).tolist(), strict=True))
+    usage = usage_history.generate_account_usage(QUERIES, ctx.seed(), billing=billed_runs)
+    history = usage.views["QUERY_HISTORY"].assign(WAREHOUSE_NAME=lambda f: f["WAREHOUSE_NAME"].map(names))
+    first_day = int(rng.integers(0, 8))
+    window = (LOCAL_ORIGIN + timedelta(days=first_day), LOCAL_ORIGIN + timedelta(days=first_day + 21))
+    busy = {names[w.name]: utilization(history, names[w.name], w.auto_suspend) for w in FLEET}
+    sql = evidence_sql()
+    verdicts = []
+    with ctx.snowflake(database="COSTLAB") as session:
+        usage_history.load_local_account_usage(session, usage.views)
+        for number, (stage, frame) in enumerate(symptom_scenarios(history, names, window, rng)):
+            session.execute("DELETE FROM SNOWFLAKE.ACCOUNT_USAGE.QUERY_HISTORY")
+            session.execute("USE SCHEMA SNOWFLAKE.ACCOUNT_USAGE")
+            session.write_pandas(frame, "QUERY_HISTORY", auto_create_table=False, use_logical_type=True)
+            params = {"window_start": window[0], "window_end": window[1]}
+            got = by_warehouse(run_learner_sql(session, learner, "sizing_evidence_sql", sql, params))
+            want = true_evidence(frame, window)
+            expect(set(got) == set(want), f"{stage}: one evidence row per warehouse that ran queries",
+                   f"rows for {sorted(got)}, expected {sorted(want)}")  # fmt: skip
+            off = [
+                f"{n}: {c} {_number(got[n].get(c))}, expected {_number(want[n][c])}"
+                for n in sorted(want)
+                for c in ("QUERIES", "QUEUED_SHARE", "REMOTE_SPILL_SHARE")
+                if not math.isclose(float(got[n].get(c) or 0), want[n][c], rel_tol=1e-6, abs_tol=1e-9)
+            ]
+            expect(not off, f"{stage}: the evidence matches the history, query by query",
+                   f"days {first_day}-{first_day + 21}: " + "; ".join(off[:3]))  # fmt: skip
+            remedies = []
+            for name in sorted(want):
+                remedy = recommend(dict(got[name]), busy[name])
+                right = true_remedy(want[name], busy[name])
+                expect(remedy == right, f"{stage}: each symptom gets its remedy",
+                       f"{name} (spill {want[name]['REMOTE_SPILL_SHARE']:.1%} of execution time, "
+                       f"{want[name]['QUEUED_SHARE']:.1%} queued, busy {busy[name]:.1%} of billed time): "
+                       f"{remedy!r}, expected {right!r}")  # fmt: skip
+                remedies.append(f"{name} {right}")
+            verdicts.append(f"{number + 1}. {stage}: {', '.join(remedies)}")
+    return (
+        f"evidence for {len(busy)} renamed warehouses over a hidden 21-day window matches pandas in 3 months, and "
+        f"each symptom got its remedy ({'; '.join(verdicts)})"
+    )
+
+
+def _number(value: Any) -> str:
+    number = float(value or 0)
+    return f"{number:,.0f}" if number.is_integer() and number > 1 else f"{number:.4f}"
