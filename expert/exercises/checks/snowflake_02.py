@@ -277,3 +277,69 @@ def check_right_size(learner: LearnerCode, ctx: CheckContext) -> str:
 def _number(value: Any) -> str:
     number = float(value or 0)
     return f"{number:,.0f}" if number.is_integer() and number > 1 else f"{number:.4f}"
+
+
+# --- snowflake/02.3 · the day a resource monitor's triggers would fire ---------------------------
+
+TRIGGERS = ((50, "NOTIFY"), (75, "NOTIFY"), (100, "SUSPEND"), (110, "SUSPEND_IMMEDIATE"))
+
+
+def metering_cycle(metering: pd.DataFrame, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.Timestamp, list[int]]:
+    """The metering history with cloud-services credits added (8-20% of compute), a cycle that starts a
+    few days in, and two to four days without any usage early in the cycle (an outage, a holiday)."""
+    frame = metering.copy()
+    frame["CREDITS_USED_CLOUD_SERVICES"] = frame["CREDITS_USED_COMPUTE"] * rng.uniform(0.08, 0.2, len(frame))
+    frame["CREDITS_USED"] = frame["CREDITS_USED_COMPUTE"] + frame["CREDITS_USED_CLOUD_SERVICES"]
+    cycle_start = pd.Timestamp(LOCAL_ORIGIN) + pd.Timedelta(days=int(rng.integers(2, 7)))
+    first_quiet = int(rng.integers(1, 4))
+    quiet = list(range(first_quiet, first_quiet + int(rng.integers(2, 5))))
+    day = (frame["START_TIME"] - cycle_start).dt.days
+    return frame[~day.isin(quiet)].reset_index(drop=True), cycle_start, [d + 1 for d in quiet]
+
+
+def true_fire_days(frame: pd.DataFrame, cycle_start: pd.Timestamp, quota: float) -> dict[int, int | None]:
+    """In pandas: per trigger percent, the cycle day whose hourly running total first reaches the threshold."""
+    hours = frame[frame["START_TIME"] >= cycle_start].groupby("START_TIME")["CREDITS_USED"].sum().sort_index()
+    used = hours.cumsum()
+    out: dict[int, int | None] = {}
+    for percent, _ in TRIGGERS:
+        crossed = used[used >= quota * percent / 100]
+        out[percent] = None if crossed.empty else int((crossed.index[0] - cycle_start).days) + 1
+    return out
+
+
+def check_resource_monitor(learner: LearnerCode, ctx: CheckContext) -> str:
+    """The learner's trigger replay at two quotas (one the fleet overruns, one it never reaches) against pandas."""
+    trigger_days_sql = learner.function("trigger_days_sql", ("triggers",))
+    usage = usage_history.generate_account_usage(QUERIES, ctx.seed(), billing=billed_runs)
+    rng = np.random.default_rng(ctx.seed(1))
+    metering, cycle_start, quiet_days = metering_cycle(usage.views["WAREHOUSE_METERING_HISTORY"], rng)
+    in_cycle = float(metering.loc[metering["START_TIME"] >= cycle_start, "CREDITS_USED"].sum())
+    quotas = (round(in_cycle * rng.uniform(0.55, 0.8)), round(in_cycle * rng.uniform(1.2, 1.6)))
+    sql = trigger_days_sql("COSTLAB.PUBLIC.MONITOR_TRIGGERS")
+    results = []
+    with ctx.snowflake(database="COSTLAB") as session:
+        usage_history.load_local_account_usage(session, {**usage.views, "WAREHOUSE_METERING_HISTORY": metering})
+        session.execute("CREATE TABLE COSTLAB.PUBLIC.MONITOR_TRIGGERS (PERCENT NUMBER, ACTION VARCHAR)")
+        session.execute(
+            "INSERT INTO COSTLAB.PUBLIC.MONITOR_TRIGGERS VALUES " + ", ".join(f"({p}, '{a}')" for p, a in TRIGGERS)
+        )
+        for quota in quotas:
+            params = {"cycle_start": cycle_start.to_pydatetime(), "quota": quota}
+            rows = rows_of(run_learner_sql(session, learner, "trigger_days_sql", sql, params))
+            results.append((quota, rows))
+    for quota, rows in results:
+        want = true_fire_days(metering, cycle_start, quota)
+        percents = sorted(int(r.get("PERCENT") or 0) for r in rows)
+        expect(percents == sorted(want), "one row per trigger, whether it fires or not",
+               f"quota {quota:,} credits: rows for {percents}, triggers {sorted(want)}")  # fmt: skip
+        got = {int(r["PERCENT"]): None if r.get("FIRES_ON_DAY") is None else int(r["FIRES_ON_DAY"]) for r in rows}
+        wrong = {p: (got[p], want[p]) for p in want if got[p] != want[p]}
+        expect(not wrong, "each trigger fires on the cycle day its threshold is first reached",
+               f"quota {quota:,} credits from {cycle_start:%Y-%m-%d} (no usage on cycle days {quiet_days}): " + "; ".join(
+                   f"{p}% on day {g}, expected {'never' if w is None else f'day {w}'}" for p, (g, w) in wrong.items()))  # fmt: skip
+    fired = {q: true_fire_days(metering, cycle_start, q) for q in quotas}
+    return (
+        f"{in_cycle:,.1f} credits in the cycle from {cycle_start:%Y-%m-%d} (days {quiet_days} without usage): "
+        + "; ".join(f"quota {q:,} fires { ({p: d or 'never' for p, d in f.items()}) }" for q, f in fired.items())
+    )
