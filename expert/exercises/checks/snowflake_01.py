@@ -61,13 +61,18 @@ def run_learner_sql(
         return session.execute(sql, params)
     except snowflake.connector.errors.Error as exc:
         message = str(getattr(exc, "msg", "") or exc).strip().splitlines()
-        fn = getattr(learner.module, function, None)
-        line = inspect.getsourcelines(fn)[1] if inspect.isfunction(fn) else 0
         raise CheckFailedError(
             f"the engine refused the SQL {function} returned",
             message[0] if message else type(exc).__name__,
-            f"{shown(learner.path)}:{line}",
+            learner_where(learner, function),
         ) from exc
+
+
+def learner_where(learner: LearnerCode, function: str) -> str:
+    """`file:line` of the learner's `function`, for a failure found in what it returned."""
+    fn = getattr(learner.module, function, None)
+    line = inspect.getsourcelines(fn)[1] if inspect.isfunction(fn) else 0
+    return f"{shown(learner.path)}:{line}"
 
 
 def load_changes(session: SnowflakeSession, frame: pd.DataFrame, first_seq: int) -> None:

@@ -1,0 +1,174 @@
+"""Checks for snowflake/03 (security and compliance): what each role really reads, on a role model and
+data the starter does not show, evaluated by the engine as the lesson evaluates its policies."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from types import ModuleType
+
+import pandas as pd
+import sqlglot.errors
+
+from expert.exercises.checks.snowflake_01 import learner_where, run_learner_sql
+from expert.exercises.context import CheckContext
+from expert.exercises.learner import LearnerCode
+from expert.exercises.verdict import CheckFailedError, expect
+from expert.runtime.data import EcommerceWorld
+from expert.runtime.pattern import load_module, select_patterns
+from expert.runtime.pii_discovery import EMAIL, PHONE
+from expert.runtime.pii_tables import load_pii_tables
+from expert.runtime.policy_rewrite import bind_role
+from expert.runtime.rbac import RbacModel
+from expert.runtime.snowflake import SnowflakeSession
+
+DATABASE = "SHOP_PII"
+CORE = f"{DATABASE}.CORE"
+GOVERNANCE = f"{DATABASE}.GOVERNANCE"
+CLEAR_MARKER = "AR_PII_CLEAR"
+WORLD_ROWS = 8_000
+"""200 customers and 400 support tickets."""
+
+
+@cache
+def lesson() -> ModuleType:
+    """snowflake/03 itself: its declared role model is the base the checks add hidden roles to."""
+    (meta,) = select_patterns("snowflake/03")
+    return load_module(meta)
+
+
+@dataclass(frozen=True)
+class PolicyProbe:
+    """Evaluates policy bodies the learner's `function` returned, for any role of `model`, as the lesson
+    does: each body bound to the role (policy_rewrite.bind_role), then evaluated by the engine over the rows."""
+
+    session: SnowflakeSession
+    learner: LearnerCode
+    function: str
+    model: RbacModel
+
+    def bind(self, body: str, role: str, args: Mapping[str, str]) -> str:
+        try:
+            return bind_role(body, role, self.model.closure(role), args)
+        except sqlglot.errors.SqlglotError as exc:
+            raise CheckFailedError(
+                f"a policy body from {self.function} does not parse",
+                str(exc).splitlines()[0],
+                learner_where(self.learner, self.function),
+            ) from exc
+
+    def evaluate(
+        self, table: str, key: str, expressions: Mapping[tuple[str, str], str], also: tuple[str, ...]
+    ) -> tuple[pd.DataFrame, dict[tuple[str, str], str]]:
+        """One query over `table` evaluating every (role, name) → SQL expression of `t`, identical ones once.
+
+        Returns the rows (the key, the `also` columns, one column per distinct expression) and the
+        column that holds each pair."""
+        distinct: dict[str, str] = {}
+        column = {pair: distinct.setdefault(sql, f"E{len(distinct)}") for pair, sql in expressions.items()}
+        select = ", ".join(
+            [f"t.{key}", *(f"t.{c}" for c in also), *(f"{sql} AS {alias}" for sql, alias in distinct.items())]
+        )
+        sql = f"SELECT {select} FROM {table} AS t ORDER BY t.{key}"
+        frame = run_learner_sql(self.session, self.learner, self.function, sql).fetch_pandas_all()
+        frame.columns = [c.upper() for c in frame.columns]
+        return frame, column
+
+
+# --- snowflake/03.1 · masking policy bodies, per role --------------------------------------------
+
+MASKED_COLUMNS = {
+    f"{CORE}.CUSTOMERS": ("CUSTOMER_ID", {"FIRST_NAME": "person name", "LAST_NAME": "person name", "EMAIL": "email",
+                                          "PHONE": "phone", "BIRTH_DATE": "birth date"}),
+    f"{CORE}.SUPPORT_TICKETS": ("TICKET_ID", {"CONTACT": "free text with pii", "NOTES": "free text with pii"}),
+}  # fmt: skip
+"""The PII columns discovery finds, with the category whose policy masks each (as in the lesson)."""
+EXPECTED_MASK: dict[str, Callable[[object], object]] = {
+    "email": lambda v: re.sub(r"^[^@]+", "*****", str(v)),
+    "phone": lambda v: "***-***-" + str(v)[-4:],
+    "person name": lambda v: hashlib.sha256(str(v).encode()).hexdigest(),
+    "birth date": lambda v: None,
+    "free text with pii": lambda v: re.sub(PHONE, "[phone]", re.sub(EMAIL, "[email]", str(v))),
+}
+"""Each category's masked form, computed in Python from the stored value."""
+HOLDS_PII = re.compile(f"{EMAIL}|{PHONE}")
+
+
+def masking_model() -> RbacModel:
+    """The lesson's role model, plus roles it does not show: one that bundles the clear access role, one
+    that inherits compliance, one named like compliance without its access, one more reader."""
+    model = lesson().declared_model()
+    model.children["FR_PRIVACY_OFFICER"] = {"AR_CORE_READ", CLEAR_MARKER, "AR_WH_BI"}
+    model.children["FR_AUDIT_LEAD"] = {"FR_COMPLIANCE"}
+    model.children["FR_COMPLIANCE_INTERN"] = {"AR_CORE_READ", "AR_WH_BI"}
+    model.children["FR_FRAUD_ANALYST"] = {"AR_CORE_READ", "AR_WH_TRANSFORM"}
+    model.children["SYSADMIN"] |= {"FR_COMPLIANCE_INTERN", "FR_FRAUD_ANALYST"}
+    return model
+
+
+def _same(got: pd.Series, want: pd.Series) -> pd.Series:
+    return (got.isna() & want.isna()) | (got.astype(str) == want.astype(str))
+
+
+def check_masking_policies(learner: LearnerCode, ctx: CheckContext) -> str:
+    """Every masking body evaluated for every role that can read the table, value by value against Python."""
+    bodies_of = learner.function("masking_policy_bodies", ())
+    bodies = bodies_of()
+    wanted = sorted(EXPECTED_MASK)
+    expect(isinstance(bodies, dict) and sorted(bodies) == wanted, "one masking policy body per category",
+           f"got {sorted(bodies) if isinstance(bodies, dict) else type(bodies).__name__}, expected {wanted}")  # fmt: skip
+    model = masking_model()
+    world = EcommerceWorld(WORLD_ROWS, seed=ctx.seed())
+    clear_leaks: list[str] = []
+    blocked: dict[str, list[str]] = {}
+    readers: set[str] = set()
+    wrong_form: list[str] = []
+    checked = 0
+    with ctx.snowflake(database=DATABASE, schema="CORE") as session:
+        session.execute(f"CREATE SCHEMA IF NOT EXISTS {GOVERNANCE}")
+        load_pii_tables(session, CORE, world, ctx.seed(1))
+        probe = PolicyProbe(session, learner, "masking_policy_bodies", model)
+        for table, (key, columns) in MASKED_COLUMNS.items():
+            can_read = [r for r in model.roles if model.can_select(r, table)]
+            readers.update(can_read)
+            expressions = {
+                (role, column): probe.bind(bodies[category], role, {"VAL": column})
+                for role in can_read
+                for column, category in columns.items()
+            }
+            frame, alias = probe.evaluate(table, key, expressions, tuple(columns))
+            for (role, column), name in alias.items():
+                stored, got = frame[column], frame[name]
+                category = columns[column]
+                checked += len(frame)
+                if CLEAR_MARKER in model.closure(role):
+                    clear_for = int(_same(got, stored).sum())
+                    if clear_for < len(frame):
+                        blocked.setdefault(role, []).append(f"{column} {clear_for}/{len(frame)}")
+                    continue
+                pii = stored.astype(str).map(lambda v: bool(HOLDS_PII.search(v))) if category == "free text with pii" \
+                    else pd.Series(True, index=stored.index)  # fmt: skip
+                leaked = int((_same(got, stored) & pii).sum())
+                if leaked:
+                    clear_leaks.append(f"{role} reads {leaked} {column} values in clear")
+                want = stored.map(EXPECTED_MASK[category])
+                mismatch = ~_same(got, want)
+                if mismatch.any():
+                    first = int(mismatch.to_numpy().argmax())
+                    wrong_form.append(f"{role}.{column}: {int(mismatch.sum())} of {len(frame)} differ, e.g. "
+                                      f"{got.iloc[first]!r} where {want.iloc[first]!r} is due")  # fmt: skip
+    clear = sorted(r for r in readers if CLEAR_MARKER in model.closure(r))
+    expect(not blocked, f"roles holding {CLEAR_MARKER}, directly or through the roles they inherit, read PII in clear",
+           "; ".join(f"{role} reads in clear only {', '.join(cols)} values" for role, cols in blocked.items())
+           + f" (the readers that hold it: {clear})")  # fmt: skip
+    expect(not clear_leaks, "no other role reads a PII value in clear", "; ".join(clear_leaks[:3]))
+    expect(not wrong_form, "a masked value has its category's form (what analysis still relies on)",
+           "; ".join(wrong_form[:2]))  # fmt: skip
+    return (
+        f"{len(readers)} roles that can read the customer tables x {sum(len(c) for _, c in MASKED_COLUMNS.values())} "
+        f"PII columns, {checked:,} values read as each role would read them: in clear exactly for {clear}, masked "
+        "to the expected form for the others"
+    )
