@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from functools import cache
 from types import ModuleType
 
+import numpy as np
 import pandas as pd
 import sqlglot.errors
 
@@ -171,4 +172,88 @@ def check_masking_policies(learner: LearnerCode, ctx: CheckContext) -> str:
         f"{len(readers)} roles that can read the customer tables x {sum(len(c) for _, c in MASKED_COLUMNS.values())} "
         f"PII columns, {checked:,} values read as each role would read them: in clear exactly for {clear}, masked "
         "to the expected form for the others"
+    )
+
+
+# --- snowflake/03.2 · the row access policy, per role -------------------------------------------
+
+ROW_FILTERED = {f"{CORE}.CUSTOMERS": "CUSTOMER_ID", f"{CORE}.SUPPORT_TICKETS": "TICKET_ID"}
+"""The tables the policy is attached to (on COUNTRY), with their keys."""
+FULL_READ = "AR_CORE_READ"
+SUPPORT_TEAMS = ("FR_SUPPORT_EU", "FR_SUPPORT_US", "FR_SUPPORT_UK", "FR_SUPPORT_APAC")
+
+
+def region_model() -> RbacModel:
+    """The lesson's role model plus two more regional teams, a support trainee with no entitlement, and
+    another full reader."""
+    model = lesson().declared_model()
+    for role in ("FR_SUPPORT_UK", "FR_SUPPORT_APAC", "FR_SUPPORT_TRAINEE"):
+        model.children[role] = {"AR_SUPPORT_READ", "AR_WH_BI"}
+    model.children["FR_FRAUD_ANALYST"] = {FULL_READ, "AR_WH_TRANSFORM"}
+    model.children["SYSADMIN"] |= {"FR_SUPPORT_UK", "FR_SUPPORT_APAC", "FR_SUPPORT_TRAINEE", "FR_FRAUD_ANALYST"}
+    return model
+
+
+def hidden_entitlements(rng: np.random.Generator) -> dict[str, set[str]]:
+    """Countries per support team, reshuffled per seed (GB moves between the EU and UK teams, BR between
+    the US and APAC teams); every team keeps at least one country."""
+    eu = {"DE", "FR"} if rng.random() < 0.5 else {"DE", "FR", "GB"}
+    us = {"US", "BR"} if rng.random() < 0.5 else {"US"}
+    return {
+        "FR_SUPPORT_EU": eu,
+        "FR_SUPPORT_US": us,
+        "FR_SUPPORT_UK": {"GB"} if "GB" not in eu else {"GB", "FR"},
+        "FR_SUPPORT_APAC": {"IN"} | ({"BR"} - us),
+    }
+
+
+def check_row_access(learner: LearnerCode, ctx: CheckContext) -> str:
+    """The body evaluated for every role that can read the two tables, rows seen against rows due."""
+    row_access_body = learner.function("row_access_body", ())
+    body = row_access_body()
+    expect(isinstance(body, str) and bool(body.strip()), "the policy body is a SQL condition", repr(body))
+    model = region_model()
+    entitled = hidden_entitlements(np.random.default_rng(ctx.seed(1)))
+    world = EcommerceWorld(WORLD_ROWS, seed=ctx.seed())
+    seen: dict[tuple[str, str], set[int]] = {}
+    with ctx.snowflake(database=DATABASE, schema="CORE") as session:
+        session.execute(f"CREATE SCHEMA IF NOT EXISTS {GOVERNANCE}")
+        load_pii_tables(session, CORE, world, ctx.seed(2))
+        session.execute(f"CREATE TABLE {GOVERNANCE}.REGION_ENTITLEMENTS (ROLE_NAME VARCHAR, ALLOWED_COUNTRY VARCHAR)")
+        rows = [(role, country) for role, countries in entitled.items() for country in sorted(countries)]
+        session.execute(f"INSERT INTO {GOVERNANCE}.REGION_ENTITLEMENTS VALUES {', '.join(['(%s, %s)'] * len(rows))}",
+                        [v for row in rows for v in row])  # fmt: skip
+        probe = PolicyProbe(session, learner, "row_access_body", model)
+        frames = {}
+        for table, key in ROW_FILTERED.items():
+            readers = [r for r in model.roles if model.can_select(r, table)]
+            expressions = {(r, "VISIBLE"): probe.bind(body, r, {"CUSTOMER_COUNTRY": "COUNTRY"}) for r in readers}
+            frame, alias = probe.evaluate(table, key, expressions, ("COUNTRY",))
+            frames[table] = frame
+            for (role, _), column in alias.items():
+                seen[(role, table)] = set(frame.loc[frame[column].fillna(False).astype(bool), key].astype(int))
+    problems: dict[str, list[str]] = {"all": [], "entitled": [], "none": []}
+    for (role, table), visible in sorted(seen.items()):
+        frame, key, short = frames[table], ROW_FILTERED[table], table.rsplit(".", 1)[-1]
+        if FULL_READ in model.closure(role):
+            kind, due = "all", set(frame[key].astype(int))
+        elif role in entitled:
+            kind, due = "entitled", set(frame.loc[frame["COUNTRY"].isin(entitled[role]), key].astype(int))
+        else:
+            kind, due = "none", set()
+        if visible != due:
+            countries = sorted(set(frame.loc[frame[key].isin(visible), "COUNTRY"]))
+            problems[kind].append(f"{role} sees {len(visible)} {short} rows ({', '.join(countries) or 'none'}), "
+                                  f"{len(due)} due ({', '.join(sorted(entitled.get(role, ()))) or kind})")  # fmt: skip
+    expect(not problems["all"], f"a role holding {FULL_READ} (directly or inherited) sees every row",
+           "; ".join(problems["all"][:3]))  # fmt: skip
+    expect(not problems["entitled"], "each support team sees exactly the countries REGION_ENTITLEMENTS lists for it",
+           "; ".join(problems["entitled"][:3]) + f" (entitlements: { {r: sorted(c) for r, c in entitled.items()} })")  # fmt: skip
+    expect(not problems["none"], "a role with neither full read access nor an entitlement sees no row",
+           "; ".join(problems["none"][:3]))  # fmt: skip
+    roles = sorted({r for r, _ in seen})
+    return (
+        f"{len(roles)} roles x {len(ROW_FILTERED)} tables: full readers see all rows, "
+        f"{len(entitled)} support teams exactly their countries ({ {r: sorted(c) for r, c in entitled.items()} }), "
+        "everyone else none"
     )
