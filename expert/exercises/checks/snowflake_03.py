@@ -23,8 +23,9 @@ from expert.runtime.pattern import load_module, select_patterns
 from expert.runtime.pii_discovery import EMAIL, PHONE
 from expert.runtime.pii_tables import load_pii_tables
 from expert.runtime.policy_rewrite import bind_role
-from expert.runtime.rbac import RbacModel
+from expert.runtime.rbac import Grant, RbacModel, show_grants_rows
 from expert.runtime.snowflake import SnowflakeSession
+from expert.runtime.snowflake_ddl import GrantTarget, Privilege
 
 DATABASE = "SHOP_PII"
 CORE = f"{DATABASE}.CORE"
@@ -256,4 +257,117 @@ def check_row_access(learner: LearnerCode, ctx: CheckContext) -> str:
         f"{len(roles)} roles x {len(ROW_FILTERED)} tables: full readers see all rows, "
         f"{len(entitled)} support teams exactly their countries ({ {r: sorted(c) for r, c in entitled.items()} }), "
         "everyone else none"
+    )
+
+
+# --- snowflake/03.3 · who reads PII in clear: the closure of the grants, in SQL -------------------
+
+PII_TABLES = (f"{CORE}.CUSTOMERS", f"{CORE}.SUPPORT_TICKETS")
+ALL_TABLES = (f"{CORE}.CUSTOMERS", f"{CORE}.MARKETING_PREFS", f"{CORE}.SUPPORT_TICKETS")
+GRANT_COLUMNS = ("PRIVILEGE", "GRANTED_ON", "NAME", "TABLE_CATALOG", "TABLE_SCHEMA", "GRANTED_TO", "GRANTEE_NAME")
+
+
+def grant_scenarios(rng: np.random.Generator) -> list[tuple[str, RbacModel, list[dict[str, str]]]]:
+    """Role graphs to audit: (what changed, the model, grants revoked since). The lesson's model; the gate's
+    proposal; compliance rolled up to SYSADMIN; SELECT granted to PUBLIC; a reshuffle drawn from `rng`."""
+    base = lesson().declared_model()
+    revoked = [
+        {"PRIVILEGE": "USAGE", "GRANTED_ON": "ROLE", "NAME": CLEAR_MARKER, "GRANTEE_NAME": "FR_ANALYST"},
+        {"PRIVILEGE": "SELECT", "GRANTED_ON": "TABLE", "NAME": f"{CORE}.CUSTOMERS", "GRANTEE_NAME": "PUBLIC"},
+    ]
+    proposal = base.copy()
+    proposal.children["FR_ANALYST"].add(CLEAR_MARKER)
+    proposal.grants["PUBLIC"] = {Grant(Privilege.SELECT, GrantTarget.TABLE, f"{CORE}.SUPPORT_TICKETS")}
+    rolled_up = base.copy()
+    rolled_up.children["SYSADMIN"].add("FR_COMPLIANCE")
+    rolled_up.children["AR_MARKETING_READ"] = set()
+    rolled_up.grants["AR_MARKETING_READ"] = {Grant(Privilege.SELECT, GrantTarget.TABLE, f"{CORE}.MARKETING_PREFS")}
+    rolled_up.children["FR_MARKETING"] = {"AR_MARKETING_READ", CLEAR_MARKER}
+    public = base.copy()
+    public.grants["PUBLIC"] = {Grant(Privilege.SELECT, GrantTarget.TABLE, f"{CORE}.CUSTOMERS")}
+    public.children["FR_PII_REVIEWER"] = {CLEAR_MARKER}
+    reshuffled = base.copy()
+    reshuffled.children["FR_AUDIT"] = {"FR_COMPLIANCE"}
+    reshuffled.children["FR_AUDIT_LEAD"] = {"FR_AUDIT"}
+    candidates = [r for r in reshuffled.roles if r != "PUBLIC"]
+    added = 0
+    while added < 4:
+        parent, child = rng.choice(candidates, 2, replace=False).tolist()
+        if parent not in reshuffled.closure(child) and child not in reshuffled.children[parent]:
+            reshuffled.children[parent].add(child)
+            added += 1
+    return [
+        ("the lesson's role model, with two grants revoked since (DELETED_ON set)", base, revoked),
+        ("the gate's proposal: clear access for analysts, and a grant to PUBLIC", proposal, []),
+        ("FR_COMPLIANCE rolled up to SYSADMIN, and a marketing role that reads no PII table", rolled_up, []),
+        ("SELECT on CUSTOMERS granted to PUBLIC, and a reviewer role holding only the clear marker", public, []),
+        ("a reshuffled graph: an audit chain three levels deep and four more role grants", reshuffled, []),
+    ]
+
+
+def grants_to_roles(model: RbacModel, revoked: list[dict[str, str]]) -> list[dict[str, object]]:
+    """The model's grants as GRANTS_TO_ROLES rows (tables split into catalog, schema, name), plus revoked ones."""
+    rows: list[dict[str, object]] = []
+    for deleted, grant in [(None, g) for g in show_grants_rows(model, ALL_TABLES)] + [(1, g) for g in revoked]:
+        catalog = schema = None
+        name = grant["NAME"]
+        if grant["GRANTED_ON"] == "TABLE":
+            catalog, schema, name = name.split(".")
+        rows.append({"PRIVILEGE": grant["PRIVILEGE"], "GRANTED_ON": grant["GRANTED_ON"], "NAME": name,
+                     "TABLE_CATALOG": catalog, "TABLE_SCHEMA": schema, "GRANTED_TO": "ROLE",
+                     "GRANTEE_NAME": grant["GRANTEE_NAME"], "DELETED_ON": deleted})  # fmt: skip
+    return rows
+
+
+def true_clear_readers(model: RbacModel) -> set[str]:
+    """The lesson's closure: roles holding the clear marker that can SELECT a PII table."""
+    return {
+        r for r in model.roles if CLEAR_MARKER in model.closure(r) and any(model.can_select(r, t) for t in PII_TABLES)
+    }
+
+
+def check_clear_readers(learner: LearnerCode, ctx: CheckContext) -> str:
+    """The learner's closure query on five role graphs, against the role model's own closure."""
+    readers_sql = learner.function("clear_pii_readers_sql", ("grants", "roles", "pii_tables"))
+    scenarios = grant_scenarios(np.random.default_rng(ctx.seed()))
+    grants = pd.DataFrame(
+        [
+            {"SCENARIO": n, **row}
+            for n, (_, model, revoked) in enumerate(scenarios)
+            for row in grants_to_roles(model, revoked)
+        ]
+    )
+    grants["DELETED_ON"] = pd.to_datetime(grants["DELETED_ON"].map(lambda d: None if pd.isna(d) else "2026-01-02"))
+    roles = pd.DataFrame([{"SCENARIO": n, "NAME": r} for n, (_, model, _) in enumerate(scenarios) for r in model.roles])
+    reported = []
+    with ctx.snowflake(database=DATABASE, schema="GOVERNANCE") as session:
+        session.execute(f"CREATE TABLE {GOVERNANCE}.ALL_GRANTS (SCENARIO NUMBER, {', '.join(f'{c} VARCHAR' for c in GRANT_COLUMNS)}, "
+                        "DELETED_ON TIMESTAMP_NTZ)")  # fmt: skip
+        session.write_pandas(grants, "ALL_GRANTS", auto_create_table=False, use_logical_type=True)
+        session.execute(f"CREATE TABLE {GOVERNANCE}.ALL_ROLES (SCENARIO NUMBER, NAME VARCHAR)")
+        session.write_pandas(roles, "ALL_ROLES", auto_create_table=False)
+        session.execute(
+            f"CREATE TABLE {GOVERNANCE}.PII_TABLES (TABLE_CATALOG VARCHAR, TABLE_SCHEMA VARCHAR, TABLE_NAME VARCHAR)"
+        )
+        session.execute(f"INSERT INTO {GOVERNANCE}.PII_TABLES VALUES " + ", ".join(
+            "('{}', '{}', '{}')".format(*t.split(".")) for t in PII_TABLES))  # fmt: skip
+        for n, _ in enumerate(scenarios):
+            session.execute(f"CREATE VIEW {GOVERNANCE}.GRANTS_{n} AS SELECT {', '.join(GRANT_COLUMNS)}, DELETED_ON "
+                            f"FROM {GOVERNANCE}.ALL_GRANTS WHERE SCENARIO = {n}")  # fmt: skip
+            session.execute(
+                f"CREATE VIEW {GOVERNANCE}.ROLES_{n} AS SELECT NAME FROM {GOVERNANCE}.ALL_ROLES WHERE SCENARIO = {n}"
+            )
+            sql = readers_sql(f"{GOVERNANCE}.GRANTS_{n}", f"{GOVERNANCE}.ROLES_{n}", f"{GOVERNANCE}.PII_TABLES")
+            cursor = run_learner_sql(session, learner, "clear_pii_readers_sql", sql)
+            names = [d[0].upper() for d in cursor.description or ()]
+            expect("ROLE_NAME" in names, "the query returns a ROLE_NAME column", f"columns {names}")
+            reported.append({str(row[names.index("ROLE_NAME")]) for row in cursor.fetchall()})
+    for (what, model, _), got in zip(scenarios, reported, strict=True):
+        want = true_clear_readers(model)
+        expect(got == want, "the roles reported are exactly those whose closure reads PII in clear",
+               f"{what}: reported {sorted(got)}; missed {sorted(want - got)}; reported but cannot {sorted(got - want)}")  # fmt: skip
+    allowed = lesson().ALLOWED_PII_CLEAR
+    return "; ".join(
+        f"{what.split(':')[0].split(',')[0]}: {sorted(got)}{' (gate passes)' if got <= allowed else ' (gate rejects)'}"
+        for (what, _, _), got in zip(scenarios, reported, strict=True)
     )
