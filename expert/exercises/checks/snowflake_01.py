@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import itertools
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import snowflake.connector.errors
 
 from expert.exercises.context import CheckContext
 from expert.exercises.learner import LearnerCode, shown
-from expert.exercises.verdict import CheckFailedError, expect
+from expert.exercises.verdict import BadInputError, CheckFailedError, expect
 from expert.runtime.data import Dirt, EcommerceWorld, corrupt_lines
 from expert.runtime.snowflake import SnowflakeSession
 
@@ -49,23 +49,53 @@ def change_sets(world: EcommerceWorld, rng: np.random.Generator) -> tuple[pd.Dat
     return first, second.sample(frac=1.0, random_state=rng.integers(1 << 31)).reset_index(drop=True)
 
 
+@contextlib.contextmanager
+def engine_guard(learner: LearnerCode, function: str) -> Iterator[None]:
+    """Around running SQL the learner's `function` returned: anything the engine raises (an error, or a
+    feature the local engine lacks) is a failed check at that function, not a checker error."""
+    try:
+        yield
+    except (CheckFailedError, BadInputError):
+        raise
+    except Exception as exc:
+        message = str(getattr(exc, "msg", "") or exc).strip().splitlines()
+        raise CheckFailedError(
+            f"the engine refused the SQL {function} returned",
+            f"{type(exc).__name__}: {message[0] if message else ''}",
+            learner_where(learner, function),
+        ) from exc
+
+
 def run_learner_sql(
     session: SnowflakeSession,
     learner: LearnerCode,
     function: str,
     sql: str,
     params: Sequence[Any] | Mapping[str, Any] | None = None,
-) -> Any:
-    """Run SQL the learner's `function` returned; an engine error is a failed check at that function."""
-    try:
-        return session.execute(sql, params)
-    except snowflake.connector.errors.Error as exc:
-        message = str(getattr(exc, "msg", "") or exc).strip().splitlines()
-        raise CheckFailedError(
-            f"the engine refused the SQL {function} returned",
-            message[0] if message else type(exc).__name__,
-            learner_where(learner, function),
-        ) from exc
+) -> None:
+    """Execute a statement built from what the learner's `function` returned."""
+    with engine_guard(learner, function):
+        session.execute(sql, params)
+
+
+def learner_rows(
+    session: SnowflakeSession,
+    learner: LearnerCode,
+    function: str,
+    sql: str,
+    params: Sequence[Any] | Mapping[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Rows (dicts keyed by upper-case column name) of a query built from the learner's `function`."""
+    with engine_guard(learner, function):
+        return session.fetch(sql, params)
+
+
+def learner_frame(session: SnowflakeSession, learner: LearnerCode, function: str, sql: str) -> pd.DataFrame:
+    """A query built from the learner's `function`, as a DataFrame with upper-case column names."""
+    with engine_guard(learner, function):
+        frame = session.fetch_df(sql)
+    frame.columns = [str(c).upper() for c in frame.columns]
+    return frame
 
 
 def learner_where(learner: LearnerCode, function: str) -> str:
@@ -234,7 +264,8 @@ def check_order_lines(learner: LearnerCode, ctx: CheckContext) -> str:
         session.write_pandas(lines, "FILE_LINES", auto_create_table=False)
         run_learner_sql(session, learner, "order_lines_sql",
                         f"CREATE VIEW RAW.ORDER_LINES_PARSED AS {order_lines_sql('RAW.FILE_LINES')}")  # fmt: skip
-        judged = session.fetch_df(f"SELECT FILE_NAME, LINE, REJECT_REASON, {columns} FROM RAW.ORDER_LINES_PARSED")
+        judged = learner_frame(session, learner, "order_lines_sql",
+                               f"SELECT FILE_NAME, LINE, REJECT_REASON, {columns} FROM RAW.ORDER_LINES_PARSED")  # fmt: skip
         session.execute(f"CREATE TABLE RAW.ORDERS_RAW ({FIELDS_DDL}, _FILE VARCHAR)")
         run_learner_sql(session, learner, "order_lines_sql", f"INSERT INTO RAW.ORDERS_RAW SELECT {columns}, FILE_NAME "
                         "FROM RAW.ORDER_LINES_PARSED WHERE REJECT_REASON IS NULL")  # fmt: skip

@@ -9,9 +9,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from snowflake.connector.cursor import SnowflakeCursor
 
-from expert.exercises.checks.snowflake_01 import run_learner_sql
+from expert.exercises.checks.snowflake_01 import learner_rows
 from expert.exercises.context import CheckContext
 from expert.exercises.learner import LearnerCode
 from expert.exercises.verdict import expect
@@ -64,14 +63,8 @@ def true_choice(replays: dict[int, dict[str, float]], interactive: bool, budget:
     return ordered[0] if not interactive else (within[0] if within else max(replays))
 
 
-def rows_of(cursor: SnowflakeCursor) -> list[dict[str, Any]]:
-    """A cursor's rows as dicts keyed by upper-case column name."""
-    names = [d[0].upper() for d in cursor.description or ()]
-    return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
-
-
-def by_warehouse(cursor: SnowflakeCursor) -> dict[str, dict[str, Any]]:
-    return {str(row.get("WAREHOUSE_NAME")): row for row in rows_of(cursor)}
+def by_warehouse(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {str(row.get("WAREHOUSE_NAME")): row for row in rows}
 
 
 def _close(got: dict, want: dict) -> bool:
@@ -103,7 +96,7 @@ def check_auto_suspend(learner: LearnerCode, ctx: CheckContext) -> str:
         def replay(window: tuple) -> dict[str, dict[int, dict]]:
             params = {"window_start": window[0], "window_end": window[1]}
             out: dict[str, dict[int, dict]] = {}
-            for row in rows_of(run_learner_sql(session, learner, "replay_sql", sql, params)):
+            for row in learner_rows(session, learner, "replay_sql", sql, params):
                 out.setdefault(str(row.get("WAREHOUSE_NAME")), {})[int(row.get("AUTO_SUSPEND") or 0)] = row
             return out
 
@@ -246,7 +239,7 @@ def check_right_size(learner: LearnerCode, ctx: CheckContext) -> str:
             session.execute("USE SCHEMA SNOWFLAKE.ACCOUNT_USAGE")
             session.write_pandas(frame, "QUERY_HISTORY", auto_create_table=False, use_logical_type=True)
             params = {"window_start": window[0], "window_end": window[1]}
-            got = by_warehouse(run_learner_sql(session, learner, "sizing_evidence_sql", sql, params))
+            got = by_warehouse(learner_rows(session, learner, "sizing_evidence_sql", sql, params))
             want = true_evidence(frame, window)
             expect(set(got) == set(want), f"{stage}: one evidence row per warehouse that ran queries",
                    f"rows for {sorted(got)}, expected {sorted(want)}")  # fmt: skip
@@ -326,7 +319,7 @@ def check_resource_monitor(learner: LearnerCode, ctx: CheckContext) -> str:
         )
         for quota in quotas:
             params = {"cycle_start": cycle_start.to_pydatetime(), "quota": quota}
-            rows = rows_of(run_learner_sql(session, learner, "trigger_days_sql", sql, params))
+            rows = learner_rows(session, learner, "trigger_days_sql", sql, params)
             results.append((quota, rows))
     for quota, rows in results:
         want = true_fire_days(metering, cycle_start, quota)

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import sqlglot.errors
 
-from expert.exercises.checks.snowflake_01 import learner_where, run_learner_sql
+from expert.exercises.checks.snowflake_01 import learner_frame, learner_rows, learner_where
 from expert.exercises.context import CheckContext
 from expert.exercises.learner import LearnerCode
 from expert.exercises.verdict import CheckFailedError, expect
@@ -75,9 +75,7 @@ class PolicyProbe:
             [f"t.{key}", *(f"t.{c}" for c in also), *(f"{sql} AS {alias}" for sql, alias in distinct.items())]
         )
         sql = f"SELECT {select} FROM {table} AS t ORDER BY t.{key}"
-        frame = run_learner_sql(self.session, self.learner, self.function, sql).fetch_pandas_all()
-        frame.columns = [c.upper() for c in frame.columns]
-        return frame, column
+        return learner_frame(self.session, self.learner, self.function, sql), column
 
 
 # --- snowflake/03.1 · masking policy bodies, per role --------------------------------------------
@@ -358,10 +356,10 @@ def check_clear_readers(learner: LearnerCode, ctx: CheckContext) -> str:
                 f"CREATE VIEW {GOVERNANCE}.ROLES_{n} AS SELECT NAME FROM {GOVERNANCE}.ALL_ROLES WHERE SCENARIO = {n}"
             )
             sql = readers_sql(f"{GOVERNANCE}.GRANTS_{n}", f"{GOVERNANCE}.ROLES_{n}", f"{GOVERNANCE}.PII_TABLES")
-            cursor = run_learner_sql(session, learner, "clear_pii_readers_sql", sql)
-            names = [d[0].upper() for d in cursor.description or ()]
-            expect("ROLE_NAME" in names, "the query returns a ROLE_NAME column", f"columns {names}")
-            reported.append({str(row[names.index("ROLE_NAME")]) for row in cursor.fetchall()})
+            rows = learner_rows(session, learner, "clear_pii_readers_sql", sql)
+            expect(all("ROLE_NAME" in row for row in rows), "the query returns a ROLE_NAME column",
+                   f"columns {sorted(rows[0]) if rows else []}")  # fmt: skip
+            reported.append({str(row["ROLE_NAME"]) for row in rows})
     for (what, model, _), got in zip(scenarios, reported, strict=True):
         want = true_clear_readers(model)
         expect(got == want, "the roles reported are exactly those whose closure reads PII in clear",
