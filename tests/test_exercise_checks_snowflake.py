@@ -49,6 +49,13 @@ MISTAKES = [
         id="01.3-load-step-for-skipped-files",
     ),
     pytest.param(
+        "snowflake/01.4",
+        "  FROM {events} AS e, LATERAL FLATTEN(input => e.V) AS f\n",
+        "  FROM {events} AS e, LATERAL FLATTEN(input => e.V) AS f WHERE NOT IS_NULL_VALUE(f.value)\n",
+        "the report names every key a file added or lost",
+        id="01.4-null-valued-key-taken-for-absent",
+    ),
+    pytest.param(
         "snowflake/02.1",
         "MAX(E) OVER (PARTITION BY WAREHOUSE_NAME ORDER BY S, E\n                         "
         "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import itertools
+import json
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -399,3 +400,72 @@ def check_polling_loader(learner: LearnerCode, ctx: CheckContext) -> str:
         f"{len(files)} files, {sum(files.values())} lines: the failed load step of {second} rolled its COPY back and "
         f"round 2 loaded it with {third}; every line landed once, one load step per file; round 3 loaded nothing"
     )
+
+
+# --- snowflake/01.4 · schema drift in VARIANT, found with FLATTEN --------------------------------
+
+NEW_KEYS = ("device", "referrer", "coupon_code", "app_version", "locale")
+RENAMED = {"channel": "source", "price": "unit_price", "event_type": "action"}
+"""Renames a producer ships: the old key goes missing and the new one is added."""
+
+
+def drifting_files(world: EcommerceWorld, rng: np.random.Generator) -> tuple[pd.DataFrame, dict[str, set[str]]]:
+    """Five clickstream files: a baseline, then (in a seeded order) a new nested key in some objects, a
+    renamed key, an always-null key with a baseline key in half the objects only, and a file without
+    drift. Returns the lines (FILE_NAME, LINE) and the top-level keys each file carries."""
+    events, _ = world.deliver("events", "event_id", "event_ts")
+    records = [
+        json.loads(line) for line in events.to_json(orient="records", lines=True, date_format="iso").splitlines()
+    ]
+    chunks = np.array_split(np.arange(len(records)), 5)
+    nested, null_key = rng.choice(NEW_KEYS, 2, replace=False).tolist()
+    old = str(rng.choice(list(RENAMED)))
+    sometimes = str(rng.choice([k for k in ("price", "product_id", "customer_id") if k != old]))
+    drift_of = dict(zip(range(1, 5), rng.permutation(["nested", "renamed", "null", "none"]).tolist(), strict=True))
+    lines, keys = [], {}
+    for part, chunk in enumerate(chunks):
+        name = f"clickstream/batch={part:03d}.json"
+        kind = drift_of.get(part, "baseline")
+        seen: set[str] = set()
+        for n, i in enumerate(chunk):
+            record = dict(records[i])
+            if kind == "nested" and rng.random() < 0.3:
+                record[nested] = {"os": str(rng.choice(["ios", "android"])), "build": int(rng.integers(100, 999))}
+            elif kind == "renamed":
+                record[RENAMED[old]] = record.pop(old)
+            elif kind == "null":
+                record[null_key] = None
+                if n % 2:
+                    record.pop(sometimes)
+            elif kind == "none":
+                record = dict(reversed(list(record.items())))
+            seen |= set(record)
+            lines.append({"FILE_NAME": name, "LINE": json.dumps(record, separators=(",", ":"))})
+        keys[name] = seen
+    return pd.DataFrame(lines), keys
+
+
+def check_schema_drift(learner: LearnerCode, ctx: CheckContext) -> str:
+    """The learner's drift report over five files, against the keys the check wrote into each."""
+    key_drift_sql = learner.function("key_drift_sql", ("events",))
+    world = EcommerceWorld(1_500, seed=ctx.seed())
+    lines, keys = drifting_files(world, np.random.default_rng(ctx.seed(1)))
+    with ctx.snowflake(database="SHOP", schema="RAW") as session:
+        session.execute("CREATE TABLE RAW.CLICKSTREAM_LINES (FILE_NAME VARCHAR, LINE VARCHAR)")
+        session.write_pandas(lines, "CLICKSTREAM_LINES", auto_create_table=False)
+        session.execute("CREATE TABLE RAW.CLICKSTREAM (FILE_NAME VARCHAR, V VARIANT)")
+        session.execute("INSERT INTO RAW.CLICKSTREAM SELECT FILE_NAME, TRY_PARSE_JSON(LINE) FROM RAW.CLICKSTREAM_LINES")
+        rows = learner_rows(session, learner, "key_drift_sql", key_drift_sql("RAW.CLICKSTREAM"))
+    baseline = keys[min(keys)]
+    want = {(f, k, "added") for f, ks in keys.items() for k in ks - baseline} | {
+        (f, k, "missing") for f, ks in keys.items() for k in baseline - ks
+    }
+    got = [(str(r.get("FILE_NAME")), str(r.get("KEY_NAME")), str(r.get("CHANGE"))) for r in rows]
+    repeated = sorted({g for g in got if got.count(g) > 1})
+    expect(not repeated, "one row per drift", f"{len(repeated)} drifts reported more than once, e.g. {repeated[:2]}")
+    missed, wrong = sorted(want - set(got)), sorted(set(got) - want)
+    expect(not missed and not wrong, "the report names every key a file added or lost against the first file, and only those",
+           f"missed {missed[:4]}{' ...' if len(missed) > 4 else ''}; not drift {wrong[:4]}{' ...' if len(wrong) > 4 else ''}")  # fmt: skip
+    quiet = sorted(f for f, ks in keys.items() if ks == baseline)
+    found = ", ".join(f"{key} {change} in {file.rsplit('/', 1)[-1]}" for file, key, change in sorted(want))
+    return f"{len(lines):,} JSON objects in {len(keys)} files: {len(want)} drifts found exactly ({found}); no row for {quiet}"
