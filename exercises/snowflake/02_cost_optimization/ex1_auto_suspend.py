@@ -9,8 +9,9 @@ Your task, part 1: `replay_sql(candidates)` returns one query over
 SNOWFLAKE.ACCOUNT_USAGE.QUERY_HISTORY (columns WAREHOUSE_NAME, WAREHOUSE_SIZE, START_TIME,
 END_TIME, EXECUTION_TIME in ms, ...) with the parameters %(window_start)s and %(window_end)s. For
 every warehouse and every setting in the relation `candidates` (one column, AUTO_SUSPEND, in
-seconds, possibly under 60) it returns one row, WAREHOUSE_NAME, AUTO_SUSPEND, RESUMES, BILLED_SECONDS and CREDITS:
-what the warehouse would have been billed for the same queries under that setting, where
+seconds, possibly under 60) it returns one row, WAREHOUSE_NAME, AUTO_SUSPEND, RESUMES,
+BILLED_SECONDS and CREDITS: what the warehouse would have been billed for the same queries under
+that setting, where
 - only queries that started in [window_start, window_end) and ran on the warehouse count
   (EXECUTION_TIME > 0: a result served from the result cache does not resume a warehouse);
 - a query that starts more than AUTO_SUSPEND seconds after every earlier query of its warehouse

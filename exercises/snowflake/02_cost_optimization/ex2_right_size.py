@@ -14,8 +14,8 @@ one row per WAREHOUSE_NAME, with
   anywhere below);
 - QUEUED_SHARE: the share of those queries that waited in the queue (QUEUED_OVERLOAD_TIME > 0);
 - REMOTE_SPILL_SHARE: the share of their execution time (EXECUTION_TIME) spent in queries that
-  spilled to remote storage (BYTES_SPILLED_TO_REMOTE_STORAGE > 0): a few long jobs that spill
-  cost more than many short queries that do not.
+  spilled to remote storage (BYTES_SPILLED_TO_REMOTE_STORAGE > 0): weighted by time, because a
+  few long jobs that spill can hold most of a warehouse's hours.
 
 Part 2: `recommend(evidence, utilization)` gets one such row (a dict keyed by those column names)
 and the warehouse's utilization (busy seconds / billed seconds) and returns one of REMEDIES:

@@ -12,10 +12,10 @@ Your task: `poll_once(session, inbox, after_load)` loads every `*.csv` file of t
 - each file is PUT to @RAW.LANDING/orders/ (AUTO_COMPRESS: it is staged as <file>.gz) and COPY'd
   line by line into RAW.FILE_LINES (LINE): the file has a header line, and each later line lands
   whole, as one VARCHAR (COPY_LINES below is that COPY);
-- `after_load(session, "orders/<file>")` runs for a file exactly when its COPY loaded it (COPY
-  returns one row per file with STATUS 'LOADED', or 'LOAD_SKIPPED' for a file loaded before), in
-  the same transaction as the COPY: if it raises, the file's COPY is rolled back and the exception
-  goes on to the caller;
+- `after_load(session, "orders/<file>")` runs for a file exactly when its COPY loaded it (a row
+  of the COPY's result has STATUS 'LOADED'; a file loaded before gets none: locally its row says
+  'LOAD_SKIPPED'), in the same transaction as the COPY: if it raises, the file's COPY is rolled
+  back and the exception goes on to the caller;
 - it returns the names ("orders/<file>") of the files this round loaded.
 So however often it runs, and whatever failed in an earlier round, every line of every file ends
 up in RAW.FILE_LINES exactly once, and `after_load` has succeeded exactly once per file.
