@@ -233,11 +233,12 @@ def check_right_size(learner: LearnerCode, ctx: CheckContext) -> str:
     sql = evidence_sql()
     verdicts = []
     with ctx.snowflake(database="COSTLAB") as session:
-        usage_history.load_local_account_usage(session, usage.views)
+        usage_history.load_local_account_usage(session, {**usage.views, "QUERY_HISTORY": history})
         for number, (stage, frame) in enumerate(symptom_scenarios(history, names, window, rng)):
-            session.execute("DELETE FROM SNOWFLAKE.ACCOUNT_USAGE.QUERY_HISTORY")
-            session.execute("USE SCHEMA SNOWFLAKE.ACCOUNT_USAGE")
-            session.write_pandas(frame, "QUERY_HISTORY", auto_create_table=False, use_logical_type=True)
+            if number:
+                session.execute("DELETE FROM SNOWFLAKE.ACCOUNT_USAGE.QUERY_HISTORY")
+                session.execute("USE SCHEMA SNOWFLAKE.ACCOUNT_USAGE")
+                session.write_pandas(frame, "QUERY_HISTORY", auto_create_table=False, use_logical_type=True)
             params = {"window_start": window[0], "window_end": window[1]}
             got = by_warehouse(learner_rows(session, learner, "sizing_evidence_sql", sql, params))
             want = true_evidence(frame, window)
