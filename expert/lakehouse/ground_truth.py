@@ -15,7 +15,7 @@ from expert.lakehouse.layout import MedallionLayout
 from expert.lakehouse.medallion import GOLD_SPECS, SCD2_TRACKED, MedallionResult, SilverTableResult, aggregate
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     import pandas as pd
     from pyspark.sql import SparkSession
@@ -98,3 +98,24 @@ def mismatched_rows(actual: pd.DataFrame, expected: pd.DataFrame) -> int:
     both = keyed[0].to_frame("a").join(keyed[1].to_frame("e"), how="outer").fillna(0)
     return int((both["a"] - both["e"]).abs().sum())
 
+
+def expected_daily_sales(world: EcommerceWorld) -> dict[str, tuple[int, float]]:
+    """Orders and revenue per day from the generator, independent of Spark.
+
+    What silver must hold: every delivered order with a key, once (redeliveries are exact copies).
+    """
+    delivered, _ = world.deliver("orders", "order_id")
+    kept = delivered.dropna(subset=["order_id"]).drop_duplicates(subset=["order_id"])
+    days = kept["order_ts"].dt.strftime("%Y-%m-%d")
+    grouped = kept.groupby(days).agg(orders=("order_id", "size"), revenue=("amount", "sum"))
+    return {day: (int(row.orders), float(row.revenue)) for day, row in grouped.iterrows()}
+
+
+def daily_sales_match(spark: SparkSession, location: str, truth: Mapping[str, tuple[int, float]]) -> tuple[bool, str]:
+    """Whether a daily sales table has the truth's days, exact order counts and revenue within a cent."""
+    rows = spark.read.format("delta").load(location).collect()
+    live = {r["order_date"].isoformat(): (int(r["orders"]), float(r["revenue"])) for r in rows}
+    same_days = set(live) == set(truth)
+    orders_ok = all(live[d][0] == truth[d][0] for d in truth if d in live)
+    worst = max((abs(live[d][1] - truth[d][1]) for d in truth if d in live), default=float("inf"))
+    return same_days and orders_ok and worst <= 0.011, f"{len(live)} days, orders exact, worst revenue gap {worst:.4f}"
