@@ -43,9 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pyspark.sql import SparkSession
 
     from expert.lakehouse import GOLD_SPECS, MedallionLayout, run_bronze, run_gold, run_silver
-    from expert.release import Publication, Verification, audit_table, load_contracts, release_tables
-    from expert.release.gold import DRIFT_TOLERANCE, gold_reconciliations
-    from expert.release.publish import verify_publication
+    from expert.release import audit_table, load_contracts, release_tables
+    from expert.release.gold import gold_verifier
 
     spark = SparkSession.builder.getOrCreate()
     layout = MedallionLayout(args.lake_root, landing_dir=args.landing)
@@ -66,21 +65,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if breaches:
             raise SystemExit("contract breach, nothing published:\n" + "\n".join(breaches))
     else:
-        checks = gold_reconciliations(layout)
-        specs = {spec.table: spec for spec in GOLD_SPECS}
-
-        def verify(publication: Publication) -> Verification:
-            spec = specs[publication.table]
-            return verify_publication(
-                spark, publication, checks[spec.table], spec.keys, list(spec.measures), drift_tolerance=DRIFT_TOLERANCE
-            )
-
         result = release_tables(
             spark,
             args.release,
-            {table: layout.table(table) for table in specs},
+            {spec.table: layout.table(spec.table) for spec in GOLD_SPECS},
             live=lambda table: layout.location("live", table),
-            verify=verify,
+            verify=gold_verifier(spark, layout, GOLD_SPECS),
             log_location=layout.location("live", "_release_log"),
         )
         failures = result.failures

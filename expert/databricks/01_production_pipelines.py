@@ -29,7 +29,6 @@ the `expert.lakehouse` package; this script narrates and verifies it.
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,20 +47,28 @@ from expert.lakehouse import (
     MedallionLayout,
     MedallionResult,
     SilverTableResult,
-    aggregate,
     apply_expectations,
     land_raw,
     release_next_batch,
     run_medallion,
 )
-from expert.lakehouse.delta_ops import history, measure_scan, table_detail, temporary_conf
-from expert.lakehouse.medallion import SCD2_TRACKED
+from expert.lakehouse.delta_ops import history, table_detail, temporary_conf
+from expert.lakehouse.ground_truth import (
+    add_totals,
+    count_rows,
+    expected_scd2,
+    gold_frame,
+    gold_frames,
+    landed_rows,
+    mismatched_rows,
+    recomputed,
+)
+from expert.lakehouse.skipping import busiest_customer, measure_layout, small_files, target_file_size
 from expert.runtime.data import DirtReport, EcommerceWorld
 from expert.runtime.pattern import PatternRun, run_pattern
 
 if TYPE_CHECKING:
     import pandas as pd
-    from pyspark.sql import DataFrame, SparkSession
 
 SOURCE_TABLES = {"clickstream": SILVER_EVENTS, "orders": SILVER_ORDERS, "customers": DIM_CUSTOMER}
 TRUTH_KEYS = {"clickstream": "events", "orders": "orders", "customers": "customers"}
@@ -70,107 +77,9 @@ SMALL_FILES = 48
 """How many small files the operations table starts with (what many small appends leave behind)."""
 LISTING_PARALLELISM = 4
 """VACUUM lists the table directory in a Spark job with `parallelPartitionDiscovery.parallelism`
-tasks (10,000 by default, sized for object stores): on a laptop that alone takes ~30 s per VACUUM."""
+tasks: 10,000 by default, sized for object stores, far more tasks than a local directory needs."""
 OPTIMIZED_FILES = 12
 """Target file count after OPTIMIZE (its maxFileSize is set from the table size to get this many)."""
-
-AUTO_LOADER = """\
-(spark.readStream.format("cloudFiles")
-    .option("cloudFiles.format", "json")
-    .option("cloudFiles.schemaLocation", "/Volumes/main/lake/_schemas/clickstream")
-    .option("cloudFiles.schemaEvolutionMode", "rescue")      # unknown fields -> _rescued_data
-    .option("cloudFiles.maxFilesPerTrigger", 1000)
-    .load("/Volumes/main/lake/landing/clickstream")
-    .select("*", "_metadata.file_path", current_timestamp().alias("_ingested_at"))
-    .writeStream.option("checkpointLocation", "/Volumes/main/lake/_checkpoints/bronze_clickstream")
-    .trigger(availableNow=True).toTable("main.lake.bronze_events"))"""
-LAKEFLOW_EXPECTATIONS = """\
-import dlt
-@dlt.table(table_properties={"delta.enableChangeDataFeed": "true"})
-@dlt.expect_or_drop("well_formed", "_corrupt_record IS NULL")
-@dlt.expect_or_drop("event_id_present", "event_id IS NOT NULL")
-@dlt.expect_or_fail("known_event_type", "event_type IN ('view', 'cart', 'purchase')")
-@dlt.expect("device_reported", "device IS NOT NULL")
-def silver_events(): return dlt.read_stream("bronze_events")"""
-
-
-# ---------------------------------------------------------------------------------- helpers
-
-
-def count_rows(spark: SparkSession, layout: MedallionLayout, table: str, where: str = "") -> int:
-    """Row count of one table (Delta answers a plain count(*) from its log statistics)."""
-    sql = f"SELECT count(*) AS n FROM {layout.sql(table)}" + (f" WHERE {where}" if where else "")
-    row = spark.sql(sql).first()
-    assert row is not None
-    return int(row["n"])
-
-
-def landed_rows(paths: Sequence[str]) -> dict[str, int]:
-    """Rows per source in landing files, counted with plain file I/O (independent of Spark)."""
-    counts: dict[str, int] = {}
-    for path in paths:
-        source = Path(path).parent.name
-        lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
-        counts[source] = counts.get(source, 0) + len(lines) - (1 if path.endswith(".csv") else 0)
-    return counts
-
-
-def expected_scd2(world: EcommerceWorld, snapshots: int) -> tuple[int, int]:
-    """Versions and current rows an SCD2 dimension must have after these snapshots (pandas)."""
-    versions, current = 0, None
-    for snapshot in world.customer_snapshots(snapshots):
-        frame = snapshot.set_index("customer_id")[list(SCD2_TRACKED)].astype(str)
-        if current is None:
-            versions += len(frame)
-        else:
-            new = ~frame.index.isin(current.index)
-            common = frame.index[~new]
-            changed = (frame.loc[common] != current.loc[common]).any(axis=1)
-            versions += int(new.sum()) + int(changed.sum())
-        current = frame
-    assert current is not None
-    return versions, len(current)
-
-
-def add_totals(totals: dict[str, SilverTableResult], result: MedallionResult) -> None:
-    """Accumulate silver outcomes over several runs of the pipeline."""
-    for table, outcome in result.silver.tables.items():
-        total = totals.setdefault(table, SilverTableResult(table))
-        total.quality.add(outcome.quality)
-        total.duplicates += outcome.duplicates
-        total.superseded += outcome.superseded
-        total.inserted += outcome.inserted
-        total.updated += outcome.updated
-        total.versions_closed += outcome.versions_closed
-
-
-def gold_frame(spark: SparkSession, layout: MedallionLayout, table: str, version: int | None = None) -> pd.DataFrame:
-    """A gold table (optionally at a past version: time travel) as a sorted pandas frame (it is small)."""
-    spec = next(s for s in GOLD_SPECS if s.table == table)
-    reader = spark.read.format("delta")
-    if version is not None:
-        reader = reader.option("versionAsOf", version)
-    frame = reader.load(layout.table(table)).toPandas()
-    return frame.sort_values(list(spec.keys)).reset_index(drop=True)
-
-
-def gold_frames(spark: SparkSession, layout: MedallionLayout) -> dict[str, pd.DataFrame]:
-    return {spec.table: gold_frame(spark, layout, spec.table) for spec in GOLD_SPECS}
-
-
-def recomputed(spark: SparkSession, layout: MedallionLayout, table: str) -> pd.DataFrame:
-    """The gold aggregate recomputed in full from silver (what incremental refresh must equal)."""
-    spec = next(s for s in GOLD_SPECS if s.table == table)
-    frame = aggregate(spark, layout, spec).toPandas()
-    return frame.sort_values(list(spec.keys)).reset_index(drop=True)
-
-
-def mismatched_rows(actual: pd.DataFrame, expected: pd.DataFrame) -> int:
-    """Rows present in one frame and not the other (duplicates count), compared on every column."""
-    keyed = [frame.astype(str).value_counts() for frame in (actual, expected[actual.columns])]
-    both = keyed[0].to_frame("a").join(keyed[1].to_frame("e"), how="outer").fillna(0)
-    return int((both["a"] - both["e"]).abs().sum())
-
 
 # ---------------------------------------------------------------------------------- steps
 
@@ -206,6 +115,19 @@ def ingest_and_refine(
     run: PatternRun, layout: MedallionLayout, totals: dict[str, SilverTableResult]
 ) -> MedallionResult:
     """First pipeline run: bronze streams, silver expectations + MERGE + SCD2, gold from the change feed."""
+    run.stand_in("Unity Catalog tables", "path-based Delta tables under one root (delta.`<path>` in SQL)")
+    run.stand_in(
+        "Auto Loader (cloudFiles)",
+        "a Structured Streaming file source with trigger(availableNow=True) and one checkpoint per source",
+    )
+    run.stand_in(
+        "Lakeflow expectations (@dlt.expect, expect_or_drop, expect_or_fail)",
+        "expectations applied in foreachBatch, dropped rows written to a quarantine table",
+    )
+    run.stand_in(
+        "materialized views with incremental refresh",
+        "gold recomputed for the days silver's change data feed touched, the processed version kept in a state table",
+    )
     result = run_medallion(run.spark, layout)
     add_totals(totals, result)
     run.table(
@@ -466,73 +388,25 @@ def prove_idempotent(run: PatternRun, layout: MedallionLayout, gold_before: dict
     )
 
 
-def zorder_and_measure(run: PatternRun, layout: MedallionLayout) -> None:
+def zorder_and_measure(run: PatternRun, layout: MedallionLayout) -> tuple[str, int]:
     """OPTIMIZE + ZORDER a table of many small files; measure files read by a selective query."""
     spark = run.spark
     location = layout.table("ops_events")
-    (
-        spark.read.format("delta")
-        .load(layout.table(SILVER_EVENTS))
-        .repartition(SMALL_FILES)
-        .write.format("delta")
-        .mode("overwrite")
-        .save(location)
-    )
-    before = table_detail(spark, location)
-    top = (
-        spark.read.format("delta")
-        .load(location)
-        .groupBy("customer_id")
-        .count()
-        .orderBy("count", ascending=False)
-        .first()
-    )
-    assert top is not None
-    customer = int(top["customer_id"])
-
-    def selective_query() -> DataFrame:
-        return (
-            spark.read.format("delta").load(location).where(f"customer_id = {customer}").groupBy("event_type").count()
-        )
-
-    rows_before, scan_before = measure_scan(selective_query())
-    target_bytes = max(1024, before.bytes // OPTIMIZED_FILES)
-    with temporary_conf(spark, {"spark.databricks.delta.optimize.maxFileSize": str(target_bytes)}):
-        metrics = spark.sql(f"OPTIMIZE delta.`{location}` ZORDER BY ({', '.join(ZORDER_COLUMNS)})").first()
-    after = table_detail(spark, location)
-    rows_after, scan_after = measure_scan(selective_query())
+    small_files(spark, layout.table(SILVER_EVENTS), SMALL_FILES).write.format("delta").save(location)
+    customer = busiest_customer(spark, location)
+    before = measure_layout(spark, location, customer, "many small files")
+    target = target_file_size(before.detail, OPTIMIZED_FILES)
+    with temporary_conf(spark, {"spark.databricks.delta.optimize.maxFileSize": str(target)}):
+        spark.sql(f"OPTIMIZE delta.`{location}` ZORDER BY ({', '.join(ZORDER_COLUMNS)})").collect()
+    after = measure_layout(spark, location, customer, f"OPTIMIZE ZORDER BY {', '.join(ZORDER_COLUMNS)}")
     run.table(
-        [
-            {
-                "table state": "many small files",
-                "files in table": before.files,
-                "files read": scan_before.files_read,
-                "bytes read": scan_before.bytes_read,
-            },
-            {
-                "table state": f"OPTIMIZE ZORDER BY {', '.join(ZORDER_COLUMNS)}",
-                "files in table": after.files,
-                "files read": scan_after.files_read,
-                "bytes read": scan_after.bytes_read,
-            },
-        ],
+        [before.row(), after.row()],
         title=f"files read by `WHERE customer_id = {customer}` (scan node SQL metric 'number of files read')",
     )
-    skipped = 1 - scan_after.files_read / after.files
-    run.figure(
-        "files read before Z-order",
-        scan_before.files_read,
-        f"of {before.files}",
-        how="FileSourceScanExec numFiles metric",
-        key=True,
-    )
-    run.figure(
-        "files read after Z-order",
-        scan_after.files_read,
-        f"of {after.files}",
-        how="FileSourceScanExec numFiles metric",
-        key=True,
-    )
+    how = "FileSourceScanExec numFiles metric"
+    run.figure("files read before Z-order", before.scan.files_read, f"of {before.detail.files}", how=how, key=True)
+    run.figure("files read after Z-order", after.scan.files_read, f"of {after.detail.files}", how=how, key=True)
+    skipped = 1 - after.scan.files_read / after.detail.files
     run.figure(
         "data skipped after Z-order",
         round(100 * skipped, 1),
@@ -542,22 +416,21 @@ def zorder_and_measure(run: PatternRun, layout: MedallionLayout) -> None:
     )
     run.figure(
         "bytes read reduction",
-        round(scan_before.bytes_read / max(1, scan_after.bytes_read), 1),
+        round(before.scan.bytes_read / max(1, after.scan.bytes_read), 1),
         "x",
         how="FileSourceScanExec filesSize before / after",
     )
-    assert metrics is not None
     run.check(
         "the selective query returns the same answer before and after",
-        sorted(rows_before) == sorted(rows_after),
-        f"{len(rows_after)} groups",
+        sorted(before.answer) == sorted(after.answer),
+        f"{len(after.answer)} groups",
     )
     run.check(
         "Z-ordering lets Delta skip most files for a selective query",
-        scan_before.files_read == before.files and scan_after.files_read < after.files / 2,
-        f"before: {scan_before.files_read}/{before.files} files read; after: {scan_after.files_read}/{after.files}",
+        before.scan.files_read == before.detail.files and after.scan.files_read < after.detail.files / 2,
+        f"before: {before.scan.files_read}/{before.detail.files} files read; after: {after.scan.files_read}/{after.detail.files}",
     )
-    vacuum(run, location, before.version)
+    return location, before.detail.version
 
 
 def vacuum(run: PatternRun, location: str, old_version: int) -> None:
@@ -675,6 +548,26 @@ def bad_write_and_restore(run: PatternRun, layout: MedallionLayout) -> None:
     )
 
 
+AUTO_LOADER = """\
+(spark.readStream.format("cloudFiles")
+    .option("cloudFiles.format", "json")
+    .option("cloudFiles.schemaLocation", "/Volumes/main/lake/_schemas/clickstream")
+    .option("cloudFiles.schemaEvolutionMode", "rescue")      # unknown fields -> _rescued_data
+    .option("cloudFiles.maxFilesPerTrigger", 1000)
+    .load("/Volumes/main/lake/landing/clickstream")
+    .select("*", "_metadata.file_path", current_timestamp().alias("_ingested_at"))
+    .writeStream.option("checkpointLocation", "/Volumes/main/lake/_checkpoints/bronze_clickstream")
+    .trigger(availableNow=True).toTable("main.lake.bronze_events"))"""
+LAKEFLOW_EXPECTATIONS = """\
+import dlt
+@dlt.table(table_properties={"delta.enableChangeDataFeed": "true"})
+@dlt.expect_or_drop("well_formed", "_corrupt_record IS NULL")
+@dlt.expect_or_drop("event_id_present", "event_id IS NOT NULL")
+@dlt.expect_or_fail("known_event_type", "event_type IN ('view', 'cart', 'purchase')")
+@dlt.expect("device_reported", "device IS NOT NULL")
+def silver_events(): return dlt.read_stream("bronze_events")"""
+
+
 def workspace_steps(run: PatternRun) -> None:
     """What this pattern is on Databricks: Auto Loader and Lakeflow expectations."""
     if run.settings.databricks.is_cloud:
@@ -689,37 +582,25 @@ def workspace_steps(run: PatternRun) -> None:
         run.note("Deploying this pipeline as a job/bundle is databricks/03's subject.")
         return
     reason = "cloudFiles and Lakeflow expectations run only on the Databricks runtime; locally the open-source equivalents above ran"
-    run.cloud_only_step("databricks", f"Auto Loader bronze ingestion:\n{AUTO_LOADER}", reason)
     run.cloud_only_step(
-        "databricks", f"Lakeflow Declarative Pipelines silver table with expectations:\n{LAKEFLOW_EXPECTATIONS}", reason
+        "databricks",
+        AUTO_LOADER,
+        reason,
+        kind="Auto Loader bronze ingestion",
+        language="python",
+        purpose="ingest the clickstream landing volume incrementally, unknown fields rescued",
+    )
+    run.cloud_only_step(
+        "databricks",
+        LAKEFLOW_EXPECTATIONS,
+        reason,
+        kind="Lakeflow Declarative Pipelines table with expectations",
+        language="python",
+        purpose="declare silver_events with the same warn / drop / fail rules as the local run",
     )
 
 
 # ---------------------------------------------------------------------------------- pattern
-
-
-class StepClock:
-    """Numbered steps with their wall time, so a learner sees where a pipeline's time goes."""
-
-    def __init__(self, run: PatternRun) -> None:
-        self.run = run
-        self.times: list[tuple[str, float]] = []
-        self._started = 0.0
-
-    def start(self, title: str) -> None:
-        self._close()
-        self.run.step(title)
-        self.times.append((title, 0.0))
-        self._started = time.perf_counter()
-
-    def _close(self) -> None:
-        if self.times:
-            title, _ = self.times[-1]
-            self.times[-1] = (title, time.perf_counter() - self._started)
-
-    def report(self) -> None:
-        self._close()
-        self.run.table([{"step": t, "seconds": round(s, 2)} for t, s in self.times], title="wall time per step")
 
 
 def body(run: PatternRun) -> None:
@@ -728,41 +609,59 @@ def body(run: PatternRun) -> None:
     world = EcommerceWorld(run.rows, seed=run.seed)
     batches = int(run.args.batches)
     totals: dict[str, SilverTableResult] = {}
-    steps = StepClock(run)
 
-    steps.start("Land raw files from three sources")
+    run.step(
+        "Land raw files from three sources",
+        why="upstream systems deliver files; the pipeline never sees them half-written",
+    )
     truth = land_files(run, layout, world, batches)
 
-    steps.start("Bronze → silver → gold, first run")
+    run.step(
+        "Bronze → silver → gold, first run",
+        why="raw rows kept as delivered, then cleaned, deduplicated and aggregated, each layer incremental",
+    )
     first = ingest_and_refine(run, layout, totals)
     show_bronze_metadata(run, layout)
     show_silver(run, first)
     run.figure("first pipeline run", first.seconds, "s", how="run_medallion wall time")
 
-    steps.start("A fail expectation stops a bad batch")
+    run.step(
+        "A fail expectation stops a bad batch", why="some defects must stop the pipeline rather than be quarantined"
+    )
     demonstrate_fail_expectation(run, layout)
 
-    steps.start("One more batch lands: incremental rerun")
+    run.step(
+        "One more batch lands: incremental rerun", why="a scheduled run must read only what arrived since the last one"
+    )
     second, _ = ingest_new_batch(run, layout, totals)
     run.figure("incremental run", second.seconds, "s", how="run_medallion wall time, one new file per source")
 
-    steps.start("Verify against the generator's ground truth")
+    run.step(
+        "Verify against the generator's ground truth",
+        why="every bronze row must be accounted for, against numbers the pipeline did not compute",
+    )
     verify_against_truth(run, layout, world=world, truth=truth, totals=totals, batches=batches)
     gold = verify_gold(run, layout, world)
 
-    steps.start("Rerun with nothing new: idempotent")
+    run.step("Rerun with nothing new: idempotent", why="retries and overlapping schedules must not change any table")
     prove_idempotent(run, layout, gold)
 
-    steps.start("Operate: OPTIMIZE + ZORDER (measured), VACUUM")
-    zorder_and_measure(run, layout)
+    run.step(
+        "Operate: OPTIMIZE + ZORDER (measured), VACUUM",
+        why="many small files slow every query; compaction with co-location lets Delta skip files",
+    )
+    ops_table, small_files_version = zorder_and_measure(run, layout)
+    vacuum(run, ops_table, small_files_version)
 
-    steps.start("Operate: history, a bad write, time travel and RESTORE")
+    run.step(
+        "Operate: history, a bad write, time travel and RESTORE",
+        why="a bad backfill needs a way back that keeps the audit trail",
+    )
     show_history(run, layout)
     bad_write_and_restore(run, layout)
 
-    steps.start("On Databricks")
+    run.step("On Databricks", why="the same pipeline written with the runtime's own ingestion and expectations")
     workspace_steps(run)
-    steps.report()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

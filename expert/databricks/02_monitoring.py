@@ -26,17 +26,11 @@ the alerts, and DATABRICKS_* reads job runs and `system` tables through databric
 from __future__ import annotations
 
 import json
-import shutil
 import statistics
-import subprocess
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
-import yaml
 
 from expert.lakehouse import (
     BRONZE_TABLES,
@@ -52,7 +46,7 @@ from expert.lakehouse import (
     run_silver,
 )
 from expert.lakehouse.delta_ops import history, table_detail
-from expert.lakehouse.medallion import next_pending
+from expert.lakehouse.faults import inject_malformed, malformed_lines
 from expert.lakehouse.monitoring import (
     AlertEvaluator,
     PipelineMetrics,
@@ -67,7 +61,8 @@ from expert.lakehouse.monitoring import (
     load_rules,
     referenced_metrics,
 )
-from expert.runtime.data import EcommerceWorld, corrupt_lines
+from expert.lakehouse.promtool import RulesUnitTest, promtool_binary, rules_unit_test, run_promtool
+from expert.runtime.data import EcommerceWorld
 from expert.runtime.pattern import PatternRun, run_pattern
 
 if TYPE_CHECKING:
@@ -188,34 +183,6 @@ def record_delta(spark: SparkSession, metrics: PipelineMetrics, layout: Medallio
         seen[table] = detail.version
 
 
-# ---------------------------------------------------------------------------------- faults
-
-
-def inject_malformed(layout: MedallionLayout, seed: int) -> int:
-    """Corrupt the next clickstream file before it is delivered: extra truncated lines."""
-    path = next_pending(layout, "clickstream")
-    if path is None:
-        return 0
-    lines = path.read_text().splitlines()
-    corrupted, added = corrupt_lines(lines, FAULT_MALFORMED_RATE, np.random.default_rng(seed))
-    path.write_text("\n".join(corrupted) + "\n")
-    return added
-
-
-def malformed_in(paths: Sequence[str]) -> int:
-    """Lines that are not valid JSON in the delivered clickstream files (counted with `json`)."""
-    bad = 0
-    for path in paths:
-        if Path(path).parent.name != "clickstream":
-            continue
-        for line in Path(path).read_text().splitlines():
-            try:
-                json.loads(line)
-            except json.JSONDecodeError:
-                bad += 1
-    return bad
-
-
 # ---------------------------------------------------------------------------------- steps
 
 
@@ -255,12 +222,12 @@ def run_scenario(
         if clock.now % RUN_INTERVAL_S == 0:
             scheduled = SCENARIO[int(clock.now // RUN_INTERVAL_S)]
             if scheduled.malformed_fault:
-                observed.injected = inject_malformed(layout, run.seed)
+                observed.injected = inject_malformed(layout, FAULT_MALFORMED_RATE, run.seed)
             delivered = release_next_batch(layout) if scheduled.delivers else []
-            started = time.perf_counter()
-            bronze = run_bronze(spark, layout)
-            silver = run_silver(spark, layout)
-            seconds = time.perf_counter() - started
+            with run.timed() as watch:
+                bronze = run_bronze(spark, layout)
+                silver = run_silver(spark, layout)
+            seconds = watch.seconds
             streams = [*bronze.streams.values(), *silver.streams.values()]
             observed.queries += len(streams)
             observed.drained += len(streams) if listener.wait_until_drained(s.run_id for s in streams) else 0
@@ -270,7 +237,7 @@ def run_scenario(
             metrics.pipeline_runs.inc()
             metrics.pipeline_run_seconds.set(seconds)
             if scheduled.malformed_fault:
-                observed.malformed_seen = malformed_in(delivered)
+                observed.malformed_seen = malformed_lines(delivered)
                 observed.quarantined_in_fault_run = silver.tables[SILVER_EVENTS].quality.violations["well_formed"]
             facts = {
                 "t": f"{clock.now / 60:.0f} min",
@@ -415,77 +382,8 @@ def export(run: PatternRun, metrics: PipelineMetrics, out: Path) -> tuple[Path, 
     return textfile, scraped
 
 
-def promtool_unit_test(observed: Observation, out: Path) -> dict[str, Any]:
-    """A `promtool test rules` file: the scraped series as input, our evaluator's alerts as expected."""
-    rules = load_rules(RULES_FILE)
-    wanted = {r.metric for r in rules}
-    series: dict[str, list[str]] = {}
-    for index, (_, samples) in enumerate(observed.ticks):
-        for sample in samples:
-            if sample.name not in wanted:
-                continue
-            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
-            values = series.setdefault(f"{sample.name}{{{labels}}}", ["_"] * len(observed.ticks))
-            values[index] = repr(float(sample.value))
-    tests = []
-    for at, _ in observed.ticks:
-        firing: dict[str, list[dict[str, Any]]] = {r.name: [] for r in rules}
-        for transition in observed.transitions:
-            alert = transition.alert
-            ends = alert.resolved_at if alert.resolved_at is not None else float("inf")
-            if alert.fired_at is not None and alert.fired_at <= at < ends:
-                labels = {k: v for k, v in alert.labels.items() if k != "alertname"}
-                entry = {"exp_labels": labels, "exp_annotations": alert.annotations}
-                if entry not in firing[alert.rule.name]:
-                    firing[alert.rule.name].append(entry)
-        tests += [
-            {"eval_time": f"{int(at)}s", "alertname": name, "exp_alerts": alerts} for name, alerts in firing.items()
-        ]
-    document = {
-        "rule_files": [str(RULES_FILE)],
-        "evaluation_interval": f"{EVAL_INTERVAL_S}s",
-        "tests": [
-            {
-                "interval": f"{EVAL_INTERVAL_S}s",
-                "input_series": [{"series": s, "values": " ".join(v)} for s, v in sorted(series.items())],
-                "alert_rule_test": tests,
-            }
-        ],
-    }
-    path = out / "alert_rules_test.yml"
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-    return {"path": path, "series": len(series), "assertions": len(tests)}
-
-
-def verify_with_promtool(run: PatternRun, out: Path, textfile: Path, unit_test: dict[str, Any]) -> None:
-    """Lint the rules and the exposition, and replay our alerts through Prometheus' own engine."""
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        run.note(
-            "promtool not installed (Debian/Ubuntu: apt-get install prometheus): rule and exposition lint skipped; the tests run it."
-        )
-        return
-    commands = {
-        "check rules": [promtool, "check", "rules", str(RULES_FILE)],
-        "check metrics": [promtool, "check", "metrics"],
-        "test rules": [promtool, "test", "rules", str(unit_test["path"])],
-    }
-    rows = []
-    for name, command in commands.items():
-        stdin = textfile.read_text() if name == "check metrics" else None
-        done = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=60, check=False, cwd=out)
-        rows.append(
-            {"promtool": name, "exit": done.returncode, "output": (done.stdout + done.stderr).strip().splitlines()[-1:]}
-        )
-        run.check(f"promtool {name} passes", done.returncode == 0, (done.stdout + done.stderr).strip()[-300:])
-    run.table(rows, title="the real Prometheus tooling")
-    run.say(
-        f"promtool test rules replayed {unit_test['series']} series and {unit_test['assertions']} alert assertions "
-        "through Prometheus' rule engine: the in-process evaluator agrees with it at every evaluation."
-    )
-
-
 def check_logs(run: PatternRun, log_path: Path) -> None:
+    """One JSON object per line, with the run and alert events a log search needs."""
     entries = [json.loads(line) for line in log_path.read_text().splitlines()]
     events = {e["event"] for e in entries}
     run.table(entries[-3:], title=f"structured logs ({len(entries)} JSON lines in {log_path.name})", max_rows=3)
@@ -496,19 +394,74 @@ def check_logs(run: PatternRun, log_path: Path) -> None:
     )
 
 
+def verify_with_promtool(run: PatternRun, out: Path, textfile: Path, observed: Observation) -> None:
+    """Lint the rules and the exposition, and replay our alerts through Prometheus' own engine."""
+    unit_test: RulesUnitTest = rules_unit_test(
+        RULES_FILE, observed.ticks, observed.transitions, EVAL_INTERVAL_S, out / "alert_rules_test.yml"
+    )
+    promtool = promtool_binary()
+    if promtool is None:
+        run.note(
+            "promtool not installed (`make tools`, or apt-get install prometheus): rule and exposition lint skipped; the tests run it."
+        )
+        return
+    commands = {
+        "check rules": ("check", "rules", str(RULES_FILE)),
+        "check metrics": ("check", "metrics"),
+        "test rules": ("test", "rules", str(unit_test.path)),
+    }
+    rows = []
+    for name, args in commands.items():
+        stdin = textfile.read_text() if name == "check metrics" else None
+        done = run_promtool(promtool, *args, stdin=stdin, cwd=out)
+        output = (done.stdout + done.stderr).strip()
+        rows.append({"promtool": name, "exit": done.returncode, "output": output.splitlines()[-1:]})
+        run.check(f"promtool {name} passes", done.returncode == 0, output[-300:])
+    run.table(rows, title="the real Prometheus tooling")
+    run.say(
+        f"promtool test rules replayed {unit_test.series} series and {unit_test.assertions} alert assertions "
+        "through Prometheus' rule engine: the in-process evaluator agrees with it at every evaluation."
+    )
+
+
+JOB_RUNS_CODE = """\
+from databricks.sdk import WorkspaceClient
+
+client = WorkspaceClient()  # DATABRICKS_HOST + a token or OAuth client from the environment
+for job_run in client.jobs.list_runs(limit=20):
+    print(job_run.run_id, job_run.job_id, job_run.state.result_state if job_run.state else None)"""
+JOB_RUN_TIMELINE_SQL = (
+    "SELECT job_id, run_id, result_state, period_start_time, period_end_time "
+    "FROM system.lakeflow.job_run_timeline WHERE period_start_time > now() - INTERVAL 1 DAY "
+    "ORDER BY period_start_time DESC LIMIT 20"
+)
+
+
 def workspace_monitoring(run: PatternRun) -> None:
     """Cloud mode: job runs and system tables through databricks-sdk; locally shown, not run."""
-    query = (
-        "SELECT job_id, run_id, result_state, period_start_time, period_end_time "
-        "FROM system.lakeflow.job_run_timeline WHERE period_start_time > now() - INTERVAL 1 DAY "
-        "ORDER BY period_start_time DESC LIMIT 20"
-    )
     if not run.settings.databricks.is_cloud:
         reason = "needs a Databricks workspace (DATABRICKS_HOST + token in .env)"
         run.cloud_only_step(
-            "databricks", "WorkspaceClient.jobs.list_runs(limit=20): recent job runs and their result states", reason
+            "databricks",
+            JOB_RUNS_CODE,
+            reason,
+            kind="jobs API: recent runs",
+            language="python",
+            purpose="see which scheduled runs of the pipeline failed, from the Jobs API",
         )
-        run.cloud_only_step("databricks", f"statement_execution.execute_statement on a SQL warehouse:\n{query}", reason)
+        statement = {
+            "warehouse_id": "<DATABRICKS_WAREHOUSE_ID>",
+            "statement": JOB_RUN_TIMELINE_SQL,
+            "wait_timeout": "30s",
+        }
+        run.cloud_only_step(
+            "databricks",
+            "POST /api/2.0/sql/statements\n" + json.dumps(statement, indent=2),
+            reason,
+            kind="SQL statement execution API: system.lakeflow.job_run_timeline",
+            language="json",
+            purpose="run history of every job from the system tables, for a dashboard or an alert",
+        )
         return
     from expert.runtime.databricks import connect_workspace
 
@@ -522,7 +475,9 @@ def workspace_monitoring(run: PatternRun) -> None:
     if not warehouse:
         run.note("set DATABRICKS_WAREHOUSE_ID to also query system.lakeflow.job_run_timeline")
         return
-    response = client.statement_execution.execute_statement(statement=query, warehouse_id=warehouse, wait_timeout="30s")
+    response = client.statement_execution.execute_statement(
+        statement=JOB_RUN_TIMELINE_SQL, warehouse_id=warehouse, wait_timeout="30s"
+    )
     rows = response.result.data_array if response.result and response.result.data_array else []
     run.table(
         [dict(zip(["job", "run", "result", "start", "end"], r, strict=False)) for r in rows],
@@ -541,7 +496,7 @@ def body(run: PatternRun) -> None:
     metrics = PipelineMetrics()
     listener = StreamMetricsListener(metrics)
 
-    run.step("Instrument the pipeline")
+    run.step("Instrument the pipeline", why="a pipeline nobody measures fails silently")
     truth = land_raw(EcommerceWorld(run.rows, seed=run.seed), layout, batches=BATCHES, release=0)
     run.say(f"{BATCHES} batches per source wait in the outbox; each scheduled run that delivers takes the next one.")
     run.say(f"{len(load_rules(RULES_FILE))} alert rules from {RULES_FILE.relative_to(RULES_FILE.parents[3])}")
@@ -549,22 +504,33 @@ def body(run: PatternRun) -> None:
         f"generator ground truth: {truth['events'].malformed} malformed clickstream lines before the injected fault"
     )
     spark.streams.addListener(listener)
-    started = time.perf_counter()
     receiver = WebhookReceiver()
     try:
-        with receiver.running(), json_log(out / "pipeline.jsonl") as logger:
+        with run.timed() as watch, receiver.running(), json_log(out / "pipeline.jsonl") as logger:
             cloud_alerts = run.settings.alerts.is_cloud
             secret = run.settings.alerts.secret("ALERT_WEBHOOK_URL")
             url = secret.reveal() if cloud_alerts and secret else receiver.url
 
-            run.step("Run on schedule: healthy, stalled, a bad file, healthy")
+            run.step(
+                "Run on schedule: healthy, a bad file, stalled, healthy",
+                why="alerts are only proven by faults that really happen to a real pipeline",
+            )
+            run.stand_in(
+                "a Databricks job schedule", "a simulated clock: runs 10 simulated minutes apart, rules every 5"
+            )
+            run.stand_in(
+                "Prometheus' rule evaluation",
+                "an in-process evaluator with Prometheus' `for` semantics, replayed through promtool below",
+            )
+            if not cloud_alerts:
+                run.stand_in("PagerDuty / Slack", "a webhook receiver on 127.0.0.1 that records Alertmanager payloads")
             observed = run_scenario(run, layout, metrics, listener, webhook_url=url, logger=logger)
     finally:
         spark.streams.removeListener(listener)
-    run.figure("scenario wall time", time.perf_counter() - started, "s", how=f"{len(SCENARIO)} pipeline runs + metrics")
+    run.figure("scenario wall time", watch.seconds, "s", how=f"{len(SCENARIO)} pipeline runs + metrics")
     show_runs(run, observed, listener)
 
-    run.step("Alerts: fire, deliver, resolve")
+    run.step("Alerts: fire, deliver, resolve", why="each alert must fire on its fault, reach on-call, and resolve")
     show_alerts(run, observed)
     delivered_ok = all(200 <= s < 300 for s in observed.statuses)
     if run.settings.alerts.is_cloud:
@@ -579,15 +545,14 @@ def body(run: PatternRun) -> None:
             f"{len(receiver.received)} POSTs, {kinds.count('firing')} firing, {kinds.count('resolved')} resolved",
         )
 
-    run.step("Expose: Prometheus, Grafana, logs")
+    run.step("Expose: Prometheus, Grafana, logs", why="dashboards and log searches read what the pipeline exposes")
     textfile, _ = export(run, metrics, out)
     check_logs(run, out / "pipeline.jsonl")
 
-    run.step("Verify with the real Prometheus tooling")
-    unit_test = promtool_unit_test(observed, out)
-    verify_with_promtool(run, out, textfile, unit_test)
+    run.step("Verify with the real Prometheus tooling", why="our rule evaluation is only trusted if Prometheus agrees")
+    verify_with_promtool(run, out, textfile, observed)
 
-    run.step("On Databricks")
+    run.step("On Databricks", why="the same questions asked of the workspace: job runs and system tables")
     workspace_monitoring(run)
 
 

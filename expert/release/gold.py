@@ -1,4 +1,4 @@
-"""The release checks of the medallion's gold tables: which ledger each one must reconcile with.
+"""Releases of the medallion's gold tables, and their checks: which ledger each one must reconcile with.
 
 Why here and not in the contract: a contract describes one table on its own (schema, keys,
 bounds, freshness). Reconciliation is a relation between tables: every order's amount in silver
@@ -9,8 +9,23 @@ catch that class of bug.
 
 from __future__ import annotations
 
-from expert.lakehouse import GOLD_DAILY_FUNNEL, GOLD_DAILY_SALES, SILVER_EVENTS, SILVER_ORDERS, MedallionLayout
-from expert.release.publish import Reconciliation
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from expert.lakehouse import (
+    GOLD_DAILY_FUNNEL,
+    GOLD_DAILY_SALES,
+    SILVER_EVENTS,
+    SILVER_ORDERS,
+    GoldSpec,
+    MedallionLayout,
+)
+from expert.release.publish import Publication, Reconciliation, Verification, verify_publication
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 DRIFT_TOLERANCE = 0.005
 """Largest relative change a release may make to a measure of a day both versions cover (0.5 %)."""
@@ -31,3 +46,56 @@ def gold_reconciliations(ledger: MedallionLayout) -> dict[str, tuple[Reconciliat
             ),
         ),
     }
+
+
+def gold_verifier(
+    spark: SparkSession, ledger: MedallionLayout, specs: Sequence[GoldSpec]
+) -> Callable[[Publication], Verification]:
+    """How a published gold table is verified: same rows as its audited build, reconciled with the
+    silver ledger it aggregates, and no more than DRIFT_TOLERANCE of change on days blue covered."""
+    checks = gold_reconciliations(ledger)
+    by_table = {spec.table: spec for spec in specs}
+
+    def verify(publication: Publication) -> Verification:
+        spec = by_table[publication.table]
+        return verify_publication(
+            spark, publication, checks[spec.table], spec.keys, list(spec.measures), drift_tolerance=DRIFT_TOLERANCE
+        )
+
+    return verify
+
+
+@dataclass(frozen=True)
+class Release:
+    """A version of the pipeline's gold definitions, and what it changes."""
+
+    version: str
+    change: str
+    specs: tuple[GoldSpec, ...]
+
+
+def with_spec(specs: Sequence[GoldSpec], table: str, **changes: Any) -> tuple[GoldSpec, ...]:
+    """`specs` with one table's definition changed (its measures, keys or schema)."""
+    return tuple(dataclasses.replace(spec, **changes) if spec.table == table else spec for spec in specs)
+
+
+@dataclass
+class ReleaseOutcome:
+    """What happened to one release: audited, published, verified, and the decision taken."""
+
+    release: Release
+    audit_passed: bool
+    published: bool = False
+    verification: str = "-"
+    decision: str = "-"
+    live_versions: dict[str, int | None] = field(default_factory=dict)
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "release": self.release.version,
+            "contract audit": "passed" if self.audit_passed else "failed",
+            "published": "yes" if self.published else "no",
+            "verification": self.verification,
+            "decision": self.decision,
+            "live version after": self.live_versions.get(GOLD_DAILY_SALES),
+        }

@@ -110,6 +110,14 @@ def rollback(spark: SparkSession, publication: Publication) -> int:
     return restored
 
 
+def restored_to_blue(spark: SparkSession, publication: Publication, restored: int) -> bool:
+    """Whether version `restored` holds exactly blue's rows (or nothing, when nothing was live before)."""
+    now_live = read_version(spark, publication.live, restored)
+    if publication.blue_version is None:
+        return now_live.count() == 0
+    return rows_differ(now_live, read_version(spark, publication.live, publication.blue_version)) == 0
+
+
 @dataclass(frozen=True)
 class Reconciliation:
     """A business invariant between a live gold table and its ledger (the silver table it sums up)."""
@@ -372,3 +380,35 @@ def release_tables(
             reason="; ".join(failures) or "verified",
         )
     return PublishResult(verifications, restored)
+
+
+def confirm_already_live(
+    spark: SparkSession, release: str, tables: Sequence[str], *, live: Callable[[str], str], log_location: str
+) -> dict[str, bool]:
+    """Promote a release that is already live: record `ALREADY_LIVE` for its tables and write nothing else.
+
+    A table is already live when the log's last kept release for it is `release` and its live
+    version is still the one the log recorded. Returns, for each such table, whether its version is
+    unchanged after the check (the tables that are not already live are left out).
+    """
+    records = read_release_log(spark, log_location)
+    unchanged: dict[str, bool] = {}
+    for table in tables:
+        current = live_version(spark, live(table))
+        kept = live_release(records, table)
+        last = [r for r in records if r.table == table][-1:]
+        if kept is not None and kept.release == release and last and last[0].live_version == current:
+            record_decision(
+                spark,
+                log_location,
+                release=release,
+                table=table,
+                staged=kept.staged,
+                blue_version=current,
+                green_version=None,
+                live_version_now=current,
+                decision=Decision.ALREADY_LIVE,
+                reason="the live version already holds this release",
+            )
+            unchanged[table] = live_version(spark, live(table)) == current
+    return unchanged

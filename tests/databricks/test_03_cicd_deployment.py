@@ -1,7 +1,8 @@
 """databricks/03: jobs as code, IaC, migrations, the workflow, and write-audit-publish with rollback.
 
-The first group is pure Python (no engine): the pattern runs exactly these as its unit-test gate
-(`GATE_TESTS`), so they must stay fast. The rest use Spark or the whole pattern run.
+The first group is pure Python (no engine): the pattern runs them, with the validators' own tests in
+tests/test_release_validators.py, as its unit-test gate (`GATE_TESTS`), so they must stay fast. The
+rest use Spark or the whole pattern run.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import pytest
 
 from conftest import require_tool
 from expert import PROJECT_ROOT
+from expert.release import bundle, terraform, workflow
+from expert.release.policy import policy_violations
 
 
 def pattern() -> ModuleType:
@@ -32,7 +35,7 @@ def resolved(target: str, **extra: str) -> object:
         **{f"var.{k}": v for k, v in m.LOCAL_DEPLOY_VARIABLES.items()},
         **extra,
     }
-    return m.resolve_target(m.load_bundle(), target, context)
+    return bundle.resolve_targets(m.BUNDLE_FILE, m.TARGETS, context, job_key=m.JOB_KEY, sync_root=PROJECT_ROOT)[target]
 
 
 # ---------------------------------------------------------------------------------- the gate (pure Python)
@@ -41,7 +44,7 @@ def resolved(target: str, **extra: str) -> object:
 def test_typed_job_round_trips_and_matches_the_committed_bundle() -> None:
     m = pattern()
     settings = m.build_job_settings()
-    assert m.round_trip_problems(settings.as_dict()) == []
+    assert bundle.round_trip_problems(settings.as_dict()) == []
     assert m.JOB_RESOURCE_FILE.read_text() == m.job_resource_yaml(settings), "run the pattern with --write-bundle"
     tasks = [t.task_key for t in settings.tasks]
     assert tasks == list(m.PIPELINE_TASKS)
@@ -55,24 +58,26 @@ def test_from_dict_drops_a_misspelled_key_that_the_validator_reports() -> None:
     payload = m.build_job_settings().as_dict()
     payload["tasks"][0]["max_retires"] = 3
     assert "max_retires" not in JobSettings.from_dict(payload).as_dict()["tasks"][0]
-    assert m.round_trip_problems(payload) == ["tasks[0].max_retires: unknown to the Jobs API (dropped by from_dict)"]
+    assert bundle.round_trip_problems(payload) == [
+        "tasks[0].max_retires: unknown to the Jobs API (dropped by from_dict)"
+    ]
 
 
 def test_cluster_policy_rejects_an_oversized_cluster() -> None:
     m = pattern()
     policy = json.loads(m.CLUSTER_POLICY_FILE.read_text())
     cluster = resolved("prod").settings["job_clusters"][0]["new_cluster"]
-    assert m.policy_violations(cluster, policy) == []
+    assert policy_violations(cluster, policy) == []
     for change, expected in (
         ({"num_workers": 64}, "num_workers=64 is outside [0, 4]"),
         ({"node_type_id": "p4d.24xlarge"}, "node_type_id='p4d.24xlarge' is not in the policy's allowlist"),
         ({"data_security_mode": "NONE"}, "data_security_mode='NONE' but the policy fixes 'SINGLE_USER'"),
     ):
         broken = {**copy.deepcopy(cluster), **change}
-        assert any(expected in p for p in m.policy_violations(broken, policy)), change
+        assert any(expected in p for p in policy_violations(broken, policy)), change
     untagged = copy.deepcopy(cluster)
     untagged["custom_tags"]["team"] = "someone-else"
-    assert m.policy_violations(untagged, policy) == [
+    assert policy_violations(untagged, policy) == [
         "custom_tags.team='someone-else' but the policy fixes 'data-platform'"
     ]
 
@@ -81,37 +86,29 @@ def test_prod_must_run_as_a_service_principal() -> None:
     m = pattern()
     policy = json.loads(m.CLUSTER_POLICY_FILE.read_text())
     for target in m.TARGETS:
-        assert m.target_problems(resolved(target), policy) == [], target
+        assert bundle.target_problems(resolved(target), policy) == [], target
     prod = resolved("prod")
-    as_person = m.TargetJob(
+    as_person = bundle.TargetJob(
         prod.target, prod.mode, prod.settings, {"user_name": "me@example.com"}, prod.root_path, [], []
     )
-    assert "prod must run as a service principal, not a person" in m.target_problems(as_person, policy)
-    personal = m.TargetJob(prod.target, prod.mode, prod.settings, prod.run_as, "/Workspace/Users/me/.bundle", [], [])
-    assert any("personal folder" in p for p in m.target_problems(personal, policy))
+    assert "prod must run as a service principal, not a person" in bundle.target_problems(as_person, policy)
+    personal = bundle.TargetJob(
+        prod.target, prod.mode, prod.settings, prod.run_as, "/Workspace/Users/me/.bundle", [], []
+    )
+    assert any("personal folder" in p for p in bundle.target_problems(personal, policy))
     paused = copy.deepcopy(prod.settings)
     paused["schedule"]["pause_status"] = "PAUSED"
-    assert "the prod schedule must be unpaused" in m.target_problems(
-        m.TargetJob("prod", "production", paused, prod.run_as, prod.root_path, [], []), policy
+    assert "the prod schedule must be unpaused" in bundle.target_problems(
+        bundle.TargetJob("prod", "production", paused, prod.run_as, prod.root_path, [], []), policy
     )
     assert resolved("dev").settings["schedule"]["pause_status"] == "PAUSED"
     assert resolved("prod").settings["job_clusters"][0]["new_cluster"]["num_workers"] == 2, "prod override merged"
 
 
-def test_quartz_cron_validation() -> None:
-    m = pattern()
-    assert m.quartz_cron_problems("0 0 2 * * ?", "UTC") == []
-    assert m.quartz_cron_problems("0 30 6 ? * MON-FRI", "Europe/Berlin") == []
-    assert m.quartz_cron_problems("0 2 * * *", "UTC")[0].startswith("'0 2 * * *': Quartz cron has 6 or 7 fields")
-    assert "hour field '25': 25 is outside 0-23" in m.quartz_cron_problems("0 0 25 * * ?", "UTC")
-    assert "exactly one of day-of-month and day-of-week must be '?'" in m.quartz_cron_problems("0 0 2 * * *", "UTC")
-    assert "unknown time zone 'Mars/Olympus'" in m.quartz_cron_problems("0 0 2 * * ?", "Mars/Olympus")
-
-
 def test_terraform_files_parse_and_pin_their_providers(tmp_path: Path) -> None:
     m = pattern()
     for stack in ("databricks", "snowflake"):
-        assert m.terraform_problems(m.TERRAFORM_DIR / stack) == [], stack
+        assert terraform.terraform_problems(m.TERRAFORM_DIR / stack) == [], stack
     broken = tmp_path / "stack"
     broken.mkdir()
     (broken / "main.tf").write_text(
@@ -119,7 +116,7 @@ def test_terraform_files_parse_and_pin_their_providers(tmp_path: Path) -> None:
         'variable "admin_password" {\n  type    = string\n  default = "hunter2"\n}\n'
         'resource "snowflake_user" "u" {\n  name     = var.user_name\n  password = var.admin_password\n}\n'
     )
-    problems = m.terraform_problems(broken)
+    problems = terraform.terraform_problems(broken)
     assert "provider snowflake needs a source and a version constraint" in problems
     assert "var.user_name is used but not declared" in problems
     assert "variable admin_password looks secret: it must be sensitive and have no default" in problems
@@ -135,18 +132,22 @@ def test_migrations_are_versioned_and_ordered() -> None:
     assert [n for n in names if not n.startswith("V")] == ["R__gold_views.sql"]
     databases = {
         k: v
-        for block in m.parse_terraform(m.TERRAFORM_DIR / "snowflake").get("locals", ())
+        for block in terraform.parse_terraform(m.TERRAFORM_DIR / "snowflake").get("locals", ())
         for k, v in block.get("databases", {}).items()
     }
     assert databases == m.SNOWFLAKE_DATABASES
 
 
 def test_the_gate_selects_tests_that_exist() -> None:
+    import ast
+
     m = pattern()
-    names = {name for name in globals() if name.startswith("test_")}
-    selected = {node.split("::")[1] for node in m.GATE_TESTS}
-    assert selected <= names
-    assert all(node.startswith("tests/databricks/test_03_cicd_deployment.py::") for node in m.GATE_TESTS)
+    files = {"tests/databricks/test_03_cicd_deployment.py", "tests/test_release_validators.py"}
+    for node in m.GATE_TESTS:
+        path, _, name = node.partition("::")
+        assert path in files, node
+        tree = ast.parse((PROJECT_ROOT / path).read_text())
+        assert name in {f.name for f in tree.body if isinstance(f, ast.FunctionDef)}, node
 
 
 # ---------------------------------------------------------------------------------- tools
@@ -167,13 +168,14 @@ def test_deploy_workflow_keeps_the_promotion_rules() -> None:
     import yaml
 
     m = pattern()
-    document = yaml.safe_load(m.WORKFLOW_FILE.read_text())
-    assert m.workflow_problems(document) == []
+    text = m.WORKFLOW_FILE.read_text()
+    document = yaml.safe_load(text)
+    assert workflow.workflow_problems(document, text) == []
     broken = copy.deepcopy(document)
     broken["jobs"]["deploy-production"]["needs"] = "test"
     broken["jobs"]["deploy-production"].pop("environment")
     broken["permissions"] = "write-all"
-    problems = m.workflow_problems(broken)
+    problems = workflow.workflow_problems(broken, text)
     assert "deploy-production must need verify-staging" in problems
     assert "deploy-production must run in the protected environment 'production'" in problems
     assert "top-level permissions must be exactly contents: read" in problems
