@@ -107,13 +107,22 @@ def cmd_list() -> int:
             status = "[green]ready[/]" if meta.exists else "[yellow]not yet written[/]"
             console.print(
                 f"[bold cyan]{meta.id}[/]  [bold]{escape(meta.title)}[/]  "
-                f"[dim]({meta.minutes} min · needs {', '.join(meta.needs)})[/]  {status}"
+                f"[dim]({_minutes(meta)} · needs {', '.join(meta.needs)})[/]  {status}"
             )
             for objective in meta.objectives:
                 console.print(f"    • {escape(objective)}")
     ready = sum(m.exists for m in curriculum())
     console.print(f"\n{ready} of {len(curriculum())} patterns ready. Run one with: expert run TRACK/NN")
     return 0
+
+
+def _minutes(meta: PatternMeta) -> str:
+    """`minutes` from the curriculum, with how it splits into reading and running."""
+    if not meta.exists:
+        return f"{meta.minutes} min"
+    running = meta.running_minutes
+    split = f"{meta.reading_minutes:.0f} reading + " + (f"{running:.1f} running" if running else "running not measured")
+    return f"{meta.minutes} min: {split}"
 
 
 @dataclass

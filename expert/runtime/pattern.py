@@ -14,6 +14,7 @@ import ast
 import contextlib
 import importlib.util
 import json
+import math
 import sys
 import time
 import tomllib
@@ -39,6 +40,9 @@ if TYPE_CHECKING:
     from expert.runtime.snowflake import SnowflakeEndpoint, SnowflakeSession
 
 CURRICULUM_FILE = Path(__file__).resolve().parent.parent / "curriculum.toml"
+BENCHMARKS_JSON = PROJECT_ROOT / "BENCHMARKS.json"
+READING_LINES_PER_MINUTE = 10
+"""A careful reading pace for code a learner is meant to understand, not skim."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,23 @@ class PatternMeta:
     def exists(self) -> bool:
         return self.path.is_file()
 
+    @property
+    def reading_minutes(self) -> float:
+        """The script's non-blank lines at READING_LINES_PER_MINUTE."""
+        lines = [line for line in self.path.read_text().splitlines() if line.strip()]
+        return len(lines) / READING_LINES_PER_MINUTE
+
+    @property
+    def running_minutes(self) -> float | None:
+        """Its standalone run time as `expert bench` last measured it (BENCHMARKS.json), if measured."""
+        measured = benchmark_seconds().get(self.id)
+        return None if measured is None else measured / 60
+
+    @property
+    def honest_minutes(self) -> int:
+        """What `minutes` in curriculum.toml must say: reading plus running, rounded up."""
+        return math.ceil(self.reading_minutes + (self.running_minutes or 0))
+
 
 @cache
 def curriculum() -> tuple[PatternMeta, ...]:
@@ -94,6 +115,15 @@ def curriculum() -> tuple[PatternMeta, ...]:
         for p in data["pattern"]
     ]
     return tuple(sorted(patterns, key=lambda m: (tracks.index(m.track), m.number)))
+
+
+@cache
+def benchmark_seconds() -> dict[str, float]:
+    """Each pattern's standalone seconds from the committed BENCHMARKS.json (empty if absent)."""
+    if not BENCHMARKS_JSON.is_file():
+        return {}
+    patterns = json.loads(BENCHMARKS_JSON.read_text()).get("patterns", {})
+    return {pid: float(p["seconds"]) for pid, p in patterns.items() if p.get("seconds") is not None}
 
 
 def tracks() -> tuple[str, ...]:
