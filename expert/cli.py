@@ -445,7 +445,11 @@ def _check_settings() -> str:
     from expert.runtime.config import load_settings
 
     settings = load_settings()
-    return "; ".join(f"{s.spec.name}: {s.mode}" for s in settings.services()) + f" (from {settings.source})"
+    return "; ".join(
+        f"{s.spec.name}: {s.mode}"
+        + (f" (from {s.source}{', host ' + s.endpoint if s.endpoint else ''})" if s.is_cloud else "")
+        for s in settings.services()
+    )
 
 
 def _cloud_probes() -> list[tuple[str, Callable[[], str]]]:

@@ -555,7 +555,7 @@ def body(run: PatternRun) -> None:
         with receiver.running(), json_log(out / "pipeline.jsonl") as logger:
             cloud_alerts = run.settings.alerts.is_cloud
             secret = run.settings.alerts.secret("ALERT_WEBHOOK_URL")
-            url = secret.reveal() if cloud_alerts and secret else receiver.url
+            url = secret.get_secret_value() if cloud_alerts and secret else receiver.url
 
             run.step("Run on schedule: healthy, stalled, a bad file, healthy")
             observed = run_scenario(run, layout, metrics, listener, webhook_url=url, logger=logger)

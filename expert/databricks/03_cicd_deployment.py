@@ -740,7 +740,7 @@ def schemachange_environment(run: PatternRun, server: Mapping[str, Any] | None) 
         if key in ("SNOWFLAKE_DATABASE", "SNOWFLAKE_SCHEMA", "SNOWFLAKE_LOGIN_TIMEOUT"):
             continue
         secret = config.secret(key) if key in config.spec.secrets else None
-        value = secret.reveal() if secret is not None else config.get(key)
+        value = secret.get_secret_value() if secret is not None else config.get(key)
         if value:
             env[key] = value
     return env

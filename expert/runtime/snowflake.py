@@ -30,6 +30,7 @@ import snowflake.connector.pandas_tools
 from expert.runtime.config import Mode, ServiceConfig
 from expert.runtime.errors import ExpertError
 from expert.runtime.narrate import Narrator
+from expert.runtime.redact import scrub
 from expert.runtime.report import PlanEntry
 from expert.runtime.snowflake_ddl import CloudStatement
 
@@ -217,49 +218,58 @@ class SnowflakeSession:
 
 
 def _cloud_kwargs(config: ServiceConfig, database: str, schema: str) -> dict[str, Any]:
+    """The connector's arguments: from `.env`, or a `connections.toml` connection (by name, so the
+    connector reads its credentials itself) with this project's timeouts and session settings."""
+    login_timeout = config.number("SNOWFLAKE_LOGIN_TIMEOUT", DEFAULT_LOGIN_TIMEOUT_S)
     kwargs: dict[str, Any] = {
-        "account": config.get("SNOWFLAKE_ACCOUNT"),
-        "user": config.get("SNOWFLAKE_USER"),
         "database": database,
         "schema": schema,
-        "login_timeout": int(config.get("SNOWFLAKE_LOGIN_TIMEOUT") or DEFAULT_LOGIN_TIMEOUT_S),
-        "network_timeout": int(config.get("SNOWFLAKE_LOGIN_TIMEOUT") or DEFAULT_LOGIN_TIMEOUT_S) * 3,
+        "login_timeout": login_timeout,
+        "network_timeout": login_timeout * 3,
         "session_parameters": {"QUERY_TAG": "lakehouse-expert-patterns"},
         "client_session_keep_alive": False,
     }
-    for key, arg in (("SNOWFLAKE_ROLE", "role"), ("SNOWFLAKE_WAREHOUSE", "warehouse"), ("SNOWFLAKE_HOST", "host")):
+    if config.profile:
+        kwargs["connection_name"] = config.profile
+        kwargs["connections_file_path"] = Path(config.profile_file)
+    for key, arg in (
+        ("SNOWFLAKE_ACCOUNT", "account"),
+        ("SNOWFLAKE_USER", "user"),
+        ("SNOWFLAKE_ROLE", "role"),
+        ("SNOWFLAKE_WAREHOUSE", "warehouse"),
+        ("SNOWFLAKE_HOST", "host"),
+        ("SNOWFLAKE_PROTOCOL", "protocol"),
+    ):
         if config.get(key):
             kwargs[arg] = config.get(key)
     if config.get("SNOWFLAKE_PORT"):
-        kwargs["port"] = int(config.get("SNOWFLAKE_PORT") or 443)
-    if config.get("SNOWFLAKE_PROTOCOL"):
-        kwargs["protocol"] = config.get("SNOWFLAKE_PROTOCOL")
+        kwargs["port"] = config.number("SNOWFLAKE_PORT", 443)
     key_file = config.get("SNOWFLAKE_PRIVATE_KEY_FILE")
     password = config.secret("SNOWFLAKE_PASSWORD")
     if key_file:
         kwargs["authenticator"] = "SNOWFLAKE_JWT"
         kwargs["private_key_file"] = key_file
         if (pwd := config.secret("SNOWFLAKE_PRIVATE_KEY_FILE_PWD")) is not None:
-            kwargs["private_key_file_pwd"] = pwd.reveal()
+            kwargs["private_key_file_pwd"] = pwd.get_secret_value()
     elif config.get("SNOWFLAKE_AUTHENTICATOR"):
         kwargs["authenticator"] = config.get("SNOWFLAKE_AUTHENTICATOR")
         if password is not None:
-            kwargs["password"] = password.reveal()
+            kwargs["password"] = password.get_secret_value()
     elif password is not None:
-        kwargs["password"] = password.reveal()
+        kwargs["password"] = password.get_secret_value()
     return kwargs
 
 
 def connect_cloud(config: ServiceConfig, database: str, schema: str) -> Any:
     """The real connector against an account; a failure becomes one plain message, within seconds."""
     kwargs = _cloud_kwargs(config, database, schema)
-    target = config.get("SNOWFLAKE_HOST") or f"{kwargs['account']}.snowflakecomputing.com"
     try:
         return snowflake.connector.connect(**kwargs)
     except snowflake.connector.errors.Error as exc:
-        message = str(getattr(exc, "msg", "") or exc).splitlines()[0]
+        message = scrub(str(getattr(exc, "msg", "") or exc).splitlines()[0])
+        who = config.get("SNOWFLAKE_USER") or "the configured user"
         raise ExpertError(
-            f"could not connect to Snowflake at {target} as {kwargs['user']}: {message}",
+            f"could not connect to Snowflake at {config.endpoint} as {who} (settings from {config.source}): {message}",
             "check SNOWFLAKE_ACCOUNT / SNOWFLAKE_HOST, the credentials and your network; "
             "or remove the SNOWFLAKE_* keys from .env to use the local engine",
         ) from None
@@ -386,7 +396,7 @@ class SnowflakeEndpoint:
                 **{**self.connect_args, "database": self.database, "schema": self.schema}
             )
         except snowflake.connector.errors.Error as exc:
-            message = str(getattr(exc, "msg", "") or exc).splitlines()[0]
+            message = scrub(str(getattr(exc, "msg", "") or exc).splitlines()[0])
             where = "the local Snowflake server" if self.mode == "local" else "Snowflake"
             raise ExpertError(
                 f"could not connect to {where}: {message}", "check the SNOWFLAKE_* keys in .env"
