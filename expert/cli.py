@@ -35,6 +35,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from expert import PROJECT_ROOT
+from expert.runtime.config import ServiceConfig, Settings
 from expert.runtime.errors import ExpertError
 from expert.runtime.pattern import REPORTS, PatternMeta, curriculum, load_module, select_patterns, tracks
 from expert.runtime.report import RunReport
@@ -227,14 +228,10 @@ def cmd_kafka(action: str, *, port: int | None = None, timeout: float = 120.0) -
             return 0
         from confluent_kafka.admin import AdminClient
 
-        endpoint = kafka.KafkaEndpoint(servers or "", settings)
-        try:
-            metadata = AdminClient(endpoint.client_config()).list_topics(timeout=10)
-        except Exception as exc:
-            raise ExpertError(
-                f"could not reach the Kafka cluster at {servers}: {str(exc).splitlines()[0]}",
-                "check KAFKA_BOOTSTRAP_SERVERS, the KAFKA_SASL_* credentials and your network",
-            ) from None
+        from expert.runtime.endpoints import probe_kafka
+
+        probe_kafka(settings)
+        metadata = AdminClient(kafka.KafkaEndpoint(servers or "", settings).client_config()).list_topics(timeout=10)
         console.print(f"[green]reachable[/]: {len(metadata.brokers)} broker(s), {len(metadata.topics)} topic(s)")
         return 0
     if action == "start":
@@ -479,7 +476,58 @@ def _cloud_probes() -> list[tuple[str, Callable[[], str]]]:
             return f"connected as {me.user_name}"
 
         probes.append(("databricks workspace", databricks_workspace))
+    probes.extend(_endpoint_probes(settings))
     return probes
+
+
+def _endpoint_probes(settings: Settings) -> list[tuple[str, Callable[[], str]]]:
+    """Reachability of the other configured endpoints (each answers within seconds or fails)."""
+    from expert.runtime import endpoints
+
+    def reached(check: Callable[[], None], where: str, source: str) -> Callable[[], str]:
+        def run() -> str:
+            check()
+            return f"{where} answers (settings from {source})"
+
+        return run
+
+    probes: list[tuple[str, Callable[[], str]]] = []
+    for name, config, check in (
+        ("spark endpoint", settings.spark, lambda: endpoints.probe_spark(settings.spark)),
+        ("kafka cluster", settings.kafka, lambda: endpoints.probe_kafka(settings.kafka)),
+        ("mlflow tracking", settings.mlflow, lambda: endpoints.probe_mlflow(settings.mlflow, settings)),
+        (
+            "alert webhook",
+            settings.alerts,
+            lambda: endpoints.probe_http(
+                _secret_value(settings.alerts, "ALERT_WEBHOOK_URL"),
+                what="the alert webhook",
+                setting="ALERT_WEBHOOK_URL",
+            ),
+        ),
+    ):
+        if config.is_cloud:
+            probes.append((name, reached(check, config.endpoint, config.source)))
+    probes.append(("lakehouse storage", _storage_probe))
+    return probes
+
+
+def _secret_value(config: ServiceConfig, key: str) -> str:
+    secret = config.secret(key)
+    return secret.get_secret_value() if secret is not None else ""
+
+
+def _storage_probe() -> str:
+    from expert.runtime.endpoints import probe_storage
+    from expert.runtime.redact import redact_url
+    from expert.runtime.storage import storage_settings
+
+    storage = storage_settings()
+    if not storage.root:
+        return "local: each run's workdir under .work/"
+    probe_storage()
+    endpoint = f", endpoint {redact_url(storage.s3_endpoint)} answers" if storage.s3_endpoint else ""
+    return f"LAKEHOUSE_ROOT {redact_url(storage.root)}{endpoint}"
 
 
 def _check_spark() -> str:

@@ -126,5 +126,5 @@ def test_doctor_says_where_each_services_settings_came_from_and_shows_no_secret(
     assert f"databricks: cloud (from Databricks config profile [DEFAULT] ({home / '.databrickscfg'})" in out
     assert f"snowflake: cloud (from Snowflake connections.toml [default] ({toml})" in out
     assert "kafka: local" in out
-    assert result.returncode == 1
+    assert "Connection refused" in out and result.returncode == 1
     assert "4711" not in out

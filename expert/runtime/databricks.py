@@ -1,7 +1,8 @@
 """The Databricks workspace client, for cloud mode only, built to fail fast.
 
 Why: `WorkspaceClient` against an unreachable host retries for ~300 s by default, which a learner
-reads as a hang. Here the retry budget and per-request timeout are short (`DATABRICKS_RETRY_TIMEOUT`, a whole number of seconds, checked when
+reads as a hang. Here the host is probed first (`expert.runtime.endpoints`), the retry budget and
+per-request timeout are short (`DATABRICKS_RETRY_TIMEOUT`, a whole number of seconds, checked when
 the settings are read: 0 would mean the SDK's 300 s default), and `connect_workspace` proves the
 connection with one cheap call, so a wrong host or token becomes one plain message within seconds.
 
@@ -62,6 +63,9 @@ def workspace_client(config: ServiceConfig) -> WorkspaceClient:
 
 def connect_workspace(config: ServiceConfig) -> WorkspaceClient:
     """A client whose connection and credentials were just proven by `current_user.me()`."""
+    from expert.runtime.endpoints import probe_databricks
+
+    probe_databricks(config)
     client = workspace_client(config)
     try:
         client.current_user.me()

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from expert import PROJECT_ROOT
 from expert.runtime.config import Settings, load_settings
+from expert.runtime.endpoints import preflight
 from expert.runtime.errors import ExpertError, InvariantError
 from expert.runtime.narrate import Narrator
 from expert.runtime.report import Check, Figure, PlanEntry, RunReport, SessionTranscript, StatementRecord
@@ -352,12 +353,20 @@ def run_pattern(
     default_rows: int = 10_000,
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> int:
-    """Parse arguments, prepare the run, execute `body`, print the proof, return the exit code."""
+    """Parse arguments, prepare the run, execute `body`, print the proof, return the exit code.
+
+    Every configured endpoint the pattern needs is probed before `body` starts (a wrong host
+    is an error within seconds, not a hang).
+    """
     meta = meta_for_file(file)
     parser = base_parser(meta, default_rows)
     if add_arguments:
         add_arguments(parser)
     args = parser.parse_args(argv)
+    return _run(meta, args, body)
+
+
+def _run(meta: PatternMeta, args: argparse.Namespace, body: Callable[[PatternRun], None]) -> int:
     narrator = Narrator(quiet=args.quiet, brief=args.brief)
     report = RunReport(meta.id, meta.title)
     REPORTS.append(report)
@@ -368,6 +377,7 @@ def run_pattern(
         workdir = pattern_workdir(meta.track, meta.stem)
         narrator.header(f"{meta.id} · {meta.title}", _modes_line(meta, settings), why_it_matters(meta))
         run = PatternRun(meta, args, settings, workdir, narrator, report)
+        preflight(meta.needs, settings)
         body(run)
         report.exit_code = 0
     except InvariantError as exc:

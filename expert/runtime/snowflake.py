@@ -261,7 +261,14 @@ def _cloud_kwargs(config: ServiceConfig, database: str, schema: str) -> dict[str
 
 
 def connect_cloud(config: ServiceConfig, database: str, schema: str) -> Any:
-    """The real connector against an account; a failure becomes one plain message, within seconds."""
+    """The real connector against an account; a failure becomes one plain message, within seconds.
+
+    The host is probed first (`expert.runtime.endpoints`): the connector waits 60 s for a server
+    that accepts the connection and never answers, whatever its login timeout says.
+    """
+    from expert.runtime.endpoints import probe_snowflake
+
+    probe_snowflake(config)
     kwargs = _cloud_kwargs(config, database, schema)
     try:
         return snowflake.connector.connect(**kwargs)

@@ -281,10 +281,14 @@ def _start_failure(exc: Exception, log_path: Path, packages: str, *, first_run: 
 
 
 def _remote_session(url: str, app_name: str) -> SparkSession:
-    """A Spark Connect session. Messages name the server by `redact_url` (scheme, host, port): the
-    URL's `;token=` never reaches the terminal."""
+    """A Spark Connect session, after a bounded gRPC handshake: a closed port or a silent server is
+    an error within seconds, not Spark Connect's minutes of retries. Messages name the server by
+    `redact_url` (scheme, host, port): the URL's `;token=` never reaches the terminal."""
     from pyspark.sql import SparkSession
 
+    from expert.runtime.endpoints import probe_spark_connect
+
+    probe_spark_connect(url)
     try:
         return SparkSession.builder.remote(url).appName(app_name).getOrCreate()
     except Exception as exc:
