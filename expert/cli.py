@@ -38,12 +38,13 @@ from expert import PROJECT_ROOT
 from expert.runtime.config import ServiceConfig, Settings
 from expert.runtime.errors import ExpertError
 from expert.runtime.pattern import REPORTS, PatternMeta, curriculum, load_module, select_patterns, tracks
+from expert.runtime.redact import scrub, scrubbed_output
 from expert.runtime.report import RunReport
 
 console = Console(highlight=False)
 
 
-def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 (one return per subcommand)
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="expert", description="Lakehouse Expert Patterns")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="show the curriculum")
@@ -63,6 +64,12 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 (one return
 
     add_bench_arguments(bench)
     args = parser.parse_args(argv)
+    with scrubbed_output():
+        return _dispatch(args)
+
+
+def _dispatch(args: argparse.Namespace) -> int:  # noqa: PLR0911 (one return per subcommand)
+    """Run one subcommand; a user error is two plain lines (`error:`, `fix:`) and exit 2."""
     try:
         if args.command == "list":
             return cmd_list()
@@ -178,7 +185,7 @@ def _write_json(path: Path, outcomes: list[Outcome], *, total: float, spark_star
         )
     document = {"total_seconds": round(total, 3), "spark_start_seconds": spark_start, "patterns": patterns}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    path.write_text(scrub(json.dumps(document, indent=2, default=str)) + "\n")
 
 
 def _run_one(meta: PatternMeta, *, quiet: bool) -> Outcome:

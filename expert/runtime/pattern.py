@@ -29,6 +29,7 @@ from expert.runtime.config import Settings, load_settings
 from expert.runtime.endpoints import preflight
 from expert.runtime.errors import ExpertError, InvariantError
 from expert.runtime.narrate import Narrator
+from expert.runtime.redact import scrub, scrubbed_output
 from expert.runtime.report import Check, Figure, PlanEntry, RunReport, SessionTranscript, StatementRecord
 from expert.runtime.timing import Stopwatch, stopwatch
 from expert.runtime.workdir import pattern_workdir
@@ -355,7 +356,8 @@ def run_pattern(
 ) -> int:
     """Parse arguments, prepare the run, execute `body`, print the proof, return the exit code.
 
-    Every configured endpoint the pattern needs is probed before `body` starts (a wrong host
+    Everything the run prints goes through `scrubbed_output` (no credential reaches the terminal);
+    every configured endpoint the pattern needs is probed before `body` starts (a wrong host
     is an error within seconds, not a hang).
     """
     meta = meta_for_file(file)
@@ -363,7 +365,8 @@ def run_pattern(
     if add_arguments:
         add_arguments(parser)
     args = parser.parse_args(argv)
-    return _run(meta, args, body)
+    with scrubbed_output():
+        return _run(meta, args, body)
 
 
 def _run(meta: PatternMeta, args: argparse.Namespace, body: Callable[[PatternRun], None]) -> int:
@@ -390,7 +393,7 @@ def _run(meta: PatternMeta, args: argparse.Namespace, body: Callable[[PatternRun
         report.exit_code, report.error = 130, "interrupted"
         narrator.error("interrupted", "rerun the pattern: it starts from a clean workdir")
     except Exception as exc:
-        report.exit_code, report.error = 1, f"{type(exc).__name__}: {exc}".splitlines()[0]
+        report.exit_code, report.error = 1, scrub(f"{type(exc).__name__}: {exc}".splitlines()[0])
         traceback.print_exc(limit=6)
         narrator.error(
             f"unexpected {type(exc).__name__} in {meta.id}", "this is a bug in the pattern: please report it"
