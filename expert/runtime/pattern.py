@@ -32,7 +32,7 @@ from expert.runtime.narrate import Narrator
 from expert.runtime.redact import scrub, scrubbed_output
 from expert.runtime.report import Check, Figure, PlanEntry, RunReport, SessionTranscript, StatementRecord
 from expert.runtime.timing import Stopwatch, stopwatch
-from expert.runtime.workdir import pattern_workdir
+from expert.runtime.workdir import pattern_workdir, workdir_lock
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -357,7 +357,8 @@ def run_pattern(
     """Parse arguments, prepare the run, execute `body`, print the proof, return the exit code.
 
     Everything the run prints goes through `scrubbed_output` (no credential reaches the terminal);
-    every configured endpoint the pattern needs is probed before `body` starts (a wrong host
+    the workdir is held with `workdir_lock` for the whole run (a second run of the pattern stops at
+    once); every configured endpoint the pattern needs is probed before `body` starts (a wrong host
     is an error within seconds, not a hang).
     """
     meta = meta_for_file(file)
@@ -374,14 +375,20 @@ def _run(meta: PatternMeta, args: argparse.Namespace, body: Callable[[PatternRun
     report = RunReport(meta.id, meta.title)
     REPORTS.append(report)
     started = time.perf_counter()
-    run: PatternRun | None = None
+    from expert.runtime.cloud_plan import write_cloud_plan
+
     try:
         settings = load_settings()
-        workdir = pattern_workdir(meta.track, meta.stem)
-        narrator.header(f"{meta.id} · {meta.title}", _modes_line(meta, settings), why_it_matters(meta))
-        run = PatternRun(meta, args, settings, workdir, narrator, report)
-        preflight(meta.needs, settings)
-        body(run)
+        with workdir_lock(meta.track, meta.stem):
+            workdir = pattern_workdir(meta.track, meta.stem)
+            narrator.header(f"{meta.id} · {meta.title}", _modes_line(meta, settings), why_it_matters(meta))
+            run = PatternRun(meta, args, settings, workdir, narrator, report)
+            try:
+                preflight(meta.needs, settings)
+                body(run)
+            finally:
+                run.end_step()
+                write_cloud_plan(run.workdir, report, _modes_line(meta, run.settings))
         report.exit_code = 0
     except InvariantError as exc:
         report.exit_code, report.error = exc.exit_code, f"invariant broken: {exc}"
@@ -398,11 +405,6 @@ def _run(meta: PatternMeta, args: argparse.Namespace, body: Callable[[PatternRun
         narrator.error(
             f"unexpected {type(exc).__name__} in {meta.id}", "this is a bug in the pattern: please report it"
         )
-    if run is not None:
-        run.end_step()
-        from expert.runtime.cloud_plan import write_cloud_plan
-
-        write_cloud_plan(run.workdir, report, _modes_line(meta, run.settings))
     report.seconds = time.perf_counter() - started
     narrator.summary(report)
     return int(report.exit_code)
