@@ -123,6 +123,8 @@ class Outcome:
 def cmd_run(selector: str, *, quiet: bool = False, json_path: Path | None = None) -> int:
     """Run the selected patterns in order, in this process, sharing one Spark session."""
     selected = select_patterns(selector)
+    if json_path is not None:
+        _check_output_path(json_path, "--json")
     runnable = [m for m in selected if m.exists]
     outcomes: list[Outcome] = [Outcome(m, "not yet written", 0.0) for m in selected if not m.exists]
     started = time.perf_counter()
@@ -148,7 +150,26 @@ def cmd_run(selector: str, *, quiet: bool = False, json_path: Path | None = None
     _print_summary(outcomes, total)
     if json_path is not None:
         _write_json(json_path, outcomes, total=total, spark_start=spark_start)
-    return 0 if all(o.result in ("passed", "not yet written") for o in outcomes) and runnable else 1
+    return _exit_code(outcomes) if runnable else 1
+
+
+def _exit_code(outcomes: list[Outcome]) -> int:
+    """0 if every pattern passed; 2 if the only failures are user errors (setup, configuration,
+    arguments: each said what to fix); 1 if any invariant broke or any pattern crashed."""
+    failed = [o for o in outcomes if o.result not in ("passed", "not yet written")]
+    if not failed:
+        return 0
+    user_errors = all(o.report is not None and o.report.exit_code == ExpertError.exit_code for o in failed)
+    return ExpertError.exit_code if user_errors else 1
+
+
+def _check_output_path(path: Path, option: str) -> None:
+    """Refuse, before any work, an output path that cannot be written as a file."""
+    if path.is_dir():
+        raise ExpertError(f"{option} {path} is a directory", f"give {option} a file name, e.g. {path / 'run.json'}")
+    parent = next((p for p in path.absolute().parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ExpertError(f"{option} {path}: {parent} is a file, not a directory", f"choose another path for {option}")
 
 
 def _start_shared_spark(patterns: list[PatternMeta]) -> float:
@@ -184,8 +205,11 @@ def _write_json(path: Path, outcomes: list[Outcome], *, total: float, spark_star
             }
         )
     document = {"total_seconds": round(total, 3), "spark_start_seconds": spark_start, "patterns": patterns}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(scrub(json.dumps(document, indent=2, default=str)) + "\n")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(scrub(json.dumps(document, indent=2, default=str)) + "\n")
+    except OSError as exc:
+        raise ExpertError(f"cannot write {path}: {exc.strerror or exc}", "choose a writable path for --json") from None
 
 
 def _run_one(meta: PatternMeta, *, quiet: bool) -> Outcome:

@@ -69,6 +69,8 @@ class ServiceSpec:
     urls: tuple[str, ...] = ()
     # Keys that choose an entry of the platform's own configuration file (a profile, a connection).
     selectors: tuple[str, ...] = ()
+    # Paths of PEM private keys: the file must exist, be readable and hold a private key.
+    key_files: tuple[str, ...] = ()
     local_means: str = ""
 
     @property
@@ -99,6 +101,7 @@ SNOWFLAKE = ServiceSpec(
     secrets=frozenset({"SNOWFLAKE_PASSWORD", "SNOWFLAKE_PRIVATE_KEY_FILE_PWD"}),
     numbers={"SNOWFLAKE_PORT": (1, 65535), "SNOWFLAKE_LOGIN_TIMEOUT": (1, 3600)},
     selectors=("SNOWFLAKE_DEFAULT_CONNECTION_NAME",),
+    key_files=("SNOWFLAKE_PRIVATE_KEY_FILE",),
     local_means="fakesnow (DuckDB) under the real snowflake-connector-python API",
 )
 DATABRICKS = ServiceSpec(
@@ -326,6 +329,22 @@ def _register_and_check(spec: ServiceSpec, present: Mapping[str, str]) -> None:
     for key, (low, high) in spec.numbers.items():
         if key in present:
             _check_number(key, present[key], low, high)
+    for key in spec.key_files:
+        if key in present:
+            _check_key_file(key, Path(present[key]).expanduser())
+
+
+def _check_key_file(key: str, path: Path) -> None:
+    """A key file the connector could not use is a config error naming it, before any connection."""
+    fix = f"point {key} at your PEM private key file (e.g. rsa_key.p8), readable by you"
+    if not path.is_file():
+        raise ConfigError(f"{key}={path}: there is no such file", fix)
+    try:
+        head = path.read_bytes()[:100]
+    except OSError as exc:
+        raise ConfigError(f"{key}={path} cannot be read: {exc.strerror or exc}", fix) from None
+    if b"-----BEGIN" not in head or b"PRIVATE KEY" not in head:
+        raise ConfigError(f"{key}={path} is not a PEM private key (no -----BEGIN … PRIVATE KEY----- line)", fix)
 
 
 def resolve_service(spec: ServiceSpec, env: Mapping[str, str], *, source: str = "environment") -> ServiceConfig:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from expert import PROJECT_ROOT
 from expert.runtime.config import Settings, load_settings
 from expert.runtime.endpoints import preflight
-from expert.runtime.errors import ExpertError, InvariantError
+from expert.runtime.errors import ArgumentError, ExpertError, InvariantError
 from expert.runtime.narrate import Narrator
 from expert.runtime.redact import scrub, scrubbed_output
 from expert.runtime.report import Check, Figure, PlanEntry, RunReport, SessionTranscript, StatementRecord
@@ -378,6 +378,7 @@ def _run(meta: PatternMeta, args: argparse.Namespace, body: Callable[[PatternRun
     from expert.runtime.cloud_plan import write_cloud_plan
 
     try:
+        _check_arguments(args)
         settings = load_settings()
         with workdir_lock(meta.track, meta.stem):
             workdir = pattern_workdir(meta.track, meta.stem)
@@ -408,6 +409,14 @@ def _run(meta: PatternMeta, args: argparse.Namespace, body: Callable[[PatternRun
     report.seconds = time.perf_counter() - started
     narrator.summary(report)
     return int(report.exit_code)
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """The common arguments' ranges: a negative seed or a size below one row is a user error."""
+    if int(args.seed) < 0:
+        raise ArgumentError(f"--seed {args.seed} is negative", "pass a seed of 0 or more (default 42)")
+    if int(args.rows) < 1:
+        raise ArgumentError(f"--rows {args.rows} is not a size", "pass --rows with a positive number")
 
 
 def why_it_matters(meta: PatternMeta) -> str:
