@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from expert.lakehouse.delta_ops import delta_table
 from expert.runtime.errors import ExpertError
 
 BRONZE_TABLES = {"clickstream": "bronze_events", "orders": "bronze_orders", "customers": "bronze_customers"}
@@ -103,4 +104,4 @@ class MedallionLayout:
 
     def sql(self, name: str) -> str:
         """The table as a SQL identifier: delta.`<location>`."""
-        return f"delta.`{self.table(name)}`"
+        return delta_table(self.table(name))

@@ -28,11 +28,11 @@ import snowflake.connector
 import snowflake.connector.pandas_tools
 
 from expert.runtime.config import Mode, ServiceConfig
-from expert.runtime.errors import ExpertError
+from expert.runtime.errors import ConfigError, ExpertError
 from expert.runtime.narrate import Narrator
 from expert.runtime.redact import scrub
 from expert.runtime.report import PlanEntry
-from expert.runtime.snowflake_ddl import CloudStatement
+from expert.runtime.snowflake_ddl import CloudStatement, identifier
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -282,6 +282,26 @@ def connect_cloud(config: ServiceConfig, database: str, schema: str) -> Any:
         ) from None
 
 
+def cloud_names(config: ServiceConfig, database: str, schema: str) -> tuple[str, str]:
+    """The database and schema a cloud session uses (`SNOWFLAKE_DATABASE` / `SNOWFLAKE_SCHEMA`, else the
+    pattern's), each checked with `snowflake_ddl.identifier` before it is written into CREATE and USE:
+    a plain unquoted identifier, never a fragment of SQL."""
+    names = []
+    for key, default in (("SNOWFLAKE_DATABASE", database), ("SNOWFLAKE_SCHEMA", schema)):
+        value = config.get(key) or default
+        try:
+            if "." in value:
+                raise ValueError(value)
+            identifier(value)
+        except ValueError:
+            raise ConfigError(
+                f"{key if config.get(key) else 'the pattern'} names {value!r}, which is not a plain Snowflake identifier",
+                f"set {key} to letters, digits, _ or $ (starting with a letter or _), with no dots, quotes or spaces",
+            ) from None
+        names.append(value)
+    return names[0], names[1]
+
+
 @contextlib.contextmanager
 def snowflake_session(
     config: ServiceConfig,
@@ -297,8 +317,7 @@ def snowflake_session(
     the first one's tables (as a second connection to an account would).
     """
     if config.is_cloud:
-        database = config.get("SNOWFLAKE_DATABASE") or database
-        schema = config.get("SNOWFLAKE_SCHEMA") or schema
+        database, schema = cloud_names(config, database, schema)
         connection = connect_cloud(config, database, schema)
         try:
             session = SnowflakeSession(connection, "cloud", database, schema, narrator)
@@ -426,8 +445,7 @@ def snowflake_endpoint(
     """An endpoint in the configured mode, with `database.schema` created: the account from `.env`,
     or `local_server` on loopback with its databases under `db_path`."""
     if config.is_cloud:
-        database = config.get("SNOWFLAKE_DATABASE") or database
-        schema = config.get("SNOWFLAKE_SCHEMA") or schema
+        database, schema = cloud_names(config, database, schema)
         with snowflake_session(config, db_path=db_path, database=database, schema=schema):  # creates them
             yield SnowflakeEndpoint("cloud", database, schema, _cloud_kwargs(config, database, schema))
         return

@@ -72,6 +72,16 @@ def workdir_lock(track: str, stem: str) -> Iterator[Path]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def write_private_file(path: Path, data: bytes) -> Path:
+    """Write a credential file readable by its owner only, from the first byte (mode 0600 at
+    creation, not a `chmod` after the secret is already on disk for anyone to read)."""
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(data)
+    return path
+
+
 def pattern_workdir(track: str, stem: str, *, clear: bool = True) -> Path:
     """The workdir of one pattern, e.g. `.work/databricks/01_production_pipelines/`.
 
