@@ -154,3 +154,8 @@ def test_scrub_masks_user_info_and_token_parameters_it_was_never_told_about() ->
     text = scrub("failed: sc://h:1/;token=tok999 and http://u:pw999@h/x?password=pw888")
     assert "tok999" not in text and "pw999" not in text and "pw888" not in text
     assert "sc://h:1/" in text
+
+
+def test_an_azure_storage_uris_container_is_not_taken_for_a_credential() -> None:
+    uri = "abfss://container@account.dfs.core.windows.net/lakehouse"
+    assert scrub(uri) == uri

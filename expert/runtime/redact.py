@@ -27,7 +27,8 @@ MIN_SECRET_LENGTH = 4
 _CREDENTIAL_PARAM = re.compile(
     r"(?i)\b(token|password|passwd|pwd|secret|client_secret|api_key|apikey|sig)=([^;&\s\"']+)"
 )
-_USER_INFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@\"']+@")
+_USER_INFO = re.compile(r"(?i)\b((?!abfss?://|wasbs?://)[a-z][a-z0-9+.-]*://)[^/\s@\"']+@")
+"""`scheme://user-info@`: a credential, except in Azure storage URIs, where it names the container."""
 
 _registered: set[str] = set()
 
