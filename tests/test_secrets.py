@@ -156,6 +156,13 @@ def test_scrub_masks_user_info_and_token_parameters_it_was_never_told_about() ->
     assert "sc://h:1/" in text
 
 
+def test_a_short_secret_is_masked_as_a_word_not_inside_other_words() -> None:
+    from expert.runtime.redact import register_secret
+
+    register_secret("snow")
+    assert scrub("password snow for snowflake/01") == "password ******** for snowflake/01"
+
+
 def test_an_azure_storage_uris_container_is_not_taken_for_a_credential() -> None:
     uri = "abfss://container@account.dfs.core.windows.net/lakehouse"
     assert scrub(uri) == uri

@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 MASK = "********"
 MIN_SECRET_LENGTH = 4
 """Shorter values are not scrubbed from text (masking every "abc" would garble the output)."""
+WHOLE_WORD_BELOW = 12
+"""Values shorter than this are masked only where they stand as a whole word."""
 
 _CREDENTIAL_PARAM = re.compile(
     r"(?i)\b(token|password|passwd|pwd|secret|client_secret|api_key|apikey|sig)=([^;&\s\"']+)"
@@ -48,8 +50,12 @@ def carries_credential(value: str) -> bool:
 def scrub(text: str) -> str:
     """`text` with every registered secret, URL user-info and credential parameter masked."""
     for secret in sorted(_registered, key=len, reverse=True):
-        if secret in text:
+        if secret not in text:
+            continue
+        if len(secret) >= WHOLE_WORD_BELOW:
             text = text.replace(secret, MASK)
+        else:  # a short value is masked only as a whole word: "snow" is not hidden inside "snowflake"
+            text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", MASK, text)
     text = _USER_INFO.sub(lambda m: f"{m.group(1)}{MASK}@", text)
     return _CREDENTIAL_PARAM.sub(lambda m: f"{m.group(1)}={MASK}", text)
 
