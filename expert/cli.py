@@ -474,8 +474,7 @@ def _check_settings() -> str:
 
     settings = load_settings()
     return "; ".join(
-        f"{s.spec.name}: {s.mode}"
-        + (f" (from {s.source}{', host ' + s.endpoint if s.endpoint else ''})" if s.is_cloud else "")
+        f"{s.spec.name}: {s.mode}" + (f" (from {s.source}{', host ' + s.host if s.host else ''})" if s.is_cloud else "")
         for s in settings.services()
     )
 
@@ -538,7 +537,7 @@ def _endpoint_probes(settings: Settings) -> list[tuple[str, Callable[[], str]]]:
         ),
     ):
         if config.is_cloud:
-            probes.append((name, reached(check, config.endpoint, config.source)))
+            probes.append((name, reached(check, config.host, config.source)))
     probes.append(("lakehouse storage", _storage_probe))
     return probes
 

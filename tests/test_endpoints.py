@@ -81,12 +81,15 @@ def test_http_probe_names_the_host_and_setting_for_a_silent_and_a_closed_server(
         lambda: endpoints.probe_http(f"http://127.0.0.1:{silent_port}/x", what="the thing", setting="THING_URL"),
         short_budget,
     )
-    assert f"the thing at http://127.0.0.1:{silent_port} accepted the connection but did not answer" in silent.message
+    assert (
+        f"could not connect to the thing at 127.0.0.1:{silent_port}: it accepted the connection but did not answer"
+        in silent.message
+    )
     assert "THING_URL" in silent.fix
     closed = _fails_fast(
         lambda: endpoints.probe_http(f"http://127.0.0.1:{closed_port}", what="the thing", setting="THING_URL"), 1.0
     )
-    assert "Connection refused" in closed.message
+    assert closed.message == f"could not connect to the thing at 127.0.0.1:{closed_port}: Connection refused"
 
 
 def test_spark_connect_to_a_closed_port_or_a_silent_server_fails_in_seconds(
@@ -121,7 +124,8 @@ def test_snowflake_that_never_answers_fails_within_15_s(silent_port: int) -> Non
     with pytest.raises(ExpertError) as err:
         connect_cloud(config, "EXPERT", "PUBLIC")
     assert time.monotonic() - started < 15
-    assert f"http://127.0.0.1:{silent_port}" in err.value.message and "SNOWFLAKE_HOST" in err.value.fix
+    assert f"could not connect to Snowflake at 127.0.0.1:{silent_port}" in err.value.message
+    assert "SNOWFLAKE_HOST" in err.value.fix
 
 
 def test_databricks_workspace_that_never_answers_fails_fast(silent_port: int, short_budget: float) -> None:

@@ -92,7 +92,7 @@ CASES: list[tuple[str, str, Callable[[Path], Callable[[], int]], str]] = [
         "unreachable Kafka bootstrap",
         "KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:{port}\n",
         lambda tmp: _script("integration/02"),
-        "the Kafka broker at 127.0.0.1:",
+        "could not connect to the Kafka broker at 127.0.0.1:",
     ),
     (
         "a non-Delta directory at --root",

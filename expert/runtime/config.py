@@ -230,6 +230,11 @@ class ServiceConfig:
     def is_cloud(self) -> bool:
         return self.mode == "cloud"
 
+    @property
+    def host(self) -> str:
+        """`endpoint` without its scheme: how messages name the server."""
+        return self.endpoint.split("://", 1)[-1]
+
     def get(self, key: str, default: str | None = None) -> str | None:
         """A non-secret value (secrets must be read with `secret`)."""
         if key in self.spec.secrets:

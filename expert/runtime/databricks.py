@@ -54,7 +54,7 @@ def workspace_client(config: ServiceConfig) -> WorkspaceClient:
             sdk_config = Config(host=config.get("DATABRICKS_HOST"), **timeouts, **auth)
     except ValueError as exc:
         raise ExpertError(
-            f"the Databricks SDK cannot authenticate to {config.endpoint} (settings from {config.source}): "
+            f"the Databricks SDK cannot authenticate to {config.host} (settings from {config.source}): "
             f"{scrub(str(exc).splitlines()[0])}",
             "check the token or OAuth client in .env, or run `databricks auth login` for the profile",
         ) from None
@@ -72,7 +72,7 @@ def connect_workspace(config: ServiceConfig) -> WorkspaceClient:
     except Exception as exc:
         reason = scrub(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__
         raise ExpertError(
-            f"could not reach the Databricks workspace at {config.endpoint}: {reason}",
+            f"could not reach the Databricks workspace at {config.host}: {reason}",
             "check DATABRICKS_HOST (https://<workspace>.cloud.databricks.com), the token and your "
             "network; or remove the DATABRICKS_* keys from .env to run locally",
         ) from None

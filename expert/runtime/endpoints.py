@@ -27,7 +27,7 @@ ANSWER_TIMEOUT_S = 8.0
 
 def _unreachable(what: str, where: str, why: str, setting: str) -> ExpertError:
     return ExpertError(
-        f"{what} at {where} {why}",
+        f"could not connect to {what} at {where}: {why}",
         f"check {setting} (host, port, scheme), that the server is running and that your network "
         "reaches it; or remove the setting to run that part locally",
     )
@@ -42,20 +42,19 @@ def probe_http(url: str, *, what: str, setting: str) -> None:
     import requests
 
     origin = redact_url(url)
+    where = origin.split("://", 1)[-1]
     try:
         requests.head(origin + "/", timeout=(CONNECT_TIMEOUT_S, ANSWER_TIMEOUT_S), allow_redirects=False)
     except requests.exceptions.ConnectTimeout:
-        raise _unreachable(
-            what, origin, f"did not accept a connection within {CONNECT_TIMEOUT_S:.0f} s", setting
-        ) from None
+        raise _unreachable(what, where, f"no connection within {CONNECT_TIMEOUT_S:.0f} s", setting) from None
     except requests.exceptions.ReadTimeout:
         raise _unreachable(
-            what, origin, f"accepted the connection but did not answer within {ANSWER_TIMEOUT_S:.0f} s", setting
+            what, where, f"it accepted the connection but did not answer within {ANSWER_TIMEOUT_S:.0f} s", setting
         ) from None
     except requests.exceptions.SSLError:
-        raise _unreachable(what, origin, "failed the TLS handshake (is the scheme right?)", setting) from None
+        raise _unreachable(what, where, "the TLS handshake failed (is the scheme right?)", setting) from None
     except requests.exceptions.RequestException as exc:
-        raise _unreachable(what, origin, f"cannot be reached ({_reason(exc)})", setting) from None
+        raise _unreachable(what, where, _reason(exc), setting) from None
 
 
 def probe_tcp(host: str, port: int, *, what: str, setting: str) -> None:
@@ -64,11 +63,9 @@ def probe_tcp(host: str, port: int, *, what: str, setting: str) -> None:
         with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
             return
     except TimeoutError:
-        raise _unreachable(
-            what, f"{host}:{port}", f"did not accept a connection within {CONNECT_TIMEOUT_S:.0f} s", setting
-        ) from None
+        raise _unreachable(what, f"{host}:{port}", f"no connection within {CONNECT_TIMEOUT_S:.0f} s", setting) from None
     except OSError as exc:
-        raise _unreachable(what, f"{host}:{port}", f"cannot be reached ({exc.strerror or exc})", setting) from None
+        raise _unreachable(what, f"{host}:{port}", str(exc.strerror or exc), setting) from None
 
 
 def probe_spark_connect(url: str) -> None:
@@ -84,6 +81,7 @@ def probe_spark_connect(url: str) -> None:
     try:
         builder = DefaultChannelBuilder(url)
         host, _, port = builder.endpoint.rpartition(":")
+        where = builder.endpoint
         channel = builder.toChannel()
     except Exception as exc:
         raise ExpertError(
@@ -97,7 +95,7 @@ def probe_spark_connect(url: str) -> None:
         raise _unreachable(
             "the Spark Connect server",
             where,
-            f"accepted the connection but did not complete a gRPC handshake within {ANSWER_TIMEOUT_S:.0f} s",
+            f"it accepted the connection but did not complete a gRPC handshake within {ANSWER_TIMEOUT_S:.0f} s",
             "SPARK_REMOTE",
         ) from None
     finally:
@@ -132,7 +130,7 @@ def probe_kafka(config: ServiceConfig) -> None:
         raise _unreachable(
             "the Kafka cluster",
             servers,
-            f"did not answer a metadata request ({_reason(exc)})",
+            f"no answer to a metadata request ({_reason(exc)})",
             "KAFKA_BOOTSTRAP_SERVERS and KAFKA_SASL_*",
         ) from None
 

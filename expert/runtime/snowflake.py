@@ -276,7 +276,7 @@ def connect_cloud(config: ServiceConfig, database: str, schema: str) -> Any:
         message = scrub(str(getattr(exc, "msg", "") or exc).splitlines()[0])
         who = config.get("SNOWFLAKE_USER") or "the configured user"
         raise ExpertError(
-            f"could not connect to Snowflake at {config.endpoint} as {who} (settings from {config.source}): {message}",
+            f"could not connect to Snowflake at {config.host} as {who} (settings from {config.source}): {message}",
             "check SNOWFLAKE_ACCOUNT / SNOWFLAKE_HOST, the credentials and your network; "
             "or remove the SNOWFLAKE_* keys from .env to use the local engine",
         ) from None
