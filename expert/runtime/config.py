@@ -13,9 +13,10 @@ When `.env` and the environment hold no key for Databricks or Snowflake, the pla
 configuration is used, as its own tools would: a `~/.databrickscfg` profile (Databricks unified
 authentication: `DATABRICKS_CONFIG_PROFILE`, `DATABRICKS_CONFIG_FILE`; PAT, OAuth M2M or U2M, all
 resolved by the SDK's `Config`) and a Snowflake `connections.toml` connection
-(`SNOWFLAKE_DEFAULT_CONNECTION_NAME`, the file's `default_connection_name`, else `default`;
-read with the connector's own `ConfigManager`). Each service remembers where its settings came
-from (`source`), so `expert doctor` can say so.
+(`SNOWFLAKE_DEFAULT_CONNECTION_NAME`, `default_connection_name` in the connector's `config.toml`,
+else `default`; read with the connector's own `ConfigManager`); both live in
+`expert.runtime.platform_credentials`. Each service remembers where its settings came from
+(`source`), so `expert doctor` can say so.
 
 Secret values are `pydantic.SecretStr`, whose `repr`/`str` never show the value, and every
 credential (including a URL's user-info or `token=` parameter) is registered with
@@ -24,7 +25,6 @@ credential (including a URL's user-info or `token=` parameter) is registered wit
 
 from __future__ import annotations
 
-import configparser
 import difflib
 import io
 import os
@@ -32,7 +32,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
@@ -277,7 +277,7 @@ class Settings:
         return (self.snowflake, self.databricks, self.kafka, self.mlflow, self.spark, self.alerts)
 
 
-def _check_number(key: str, value: str, low: int, high: int) -> None:
+def check_number(key: str, value: str, low: int, high: int) -> None:
     try:
         number = int(value)
     except ValueError:
@@ -333,7 +333,7 @@ def _register_and_check(spec: ServiceSpec, present: Mapping[str, str]) -> None:
         _check_url(key, present[key])
     for key, (low, high) in spec.numbers.items():
         if key in present:
-            _check_number(key, present[key], low, high)
+            check_number(key, present[key], low, high)
     for key in spec.key_files:
         if key in present:
             _check_key_file(key, Path(present[key]).expanduser())
@@ -385,10 +385,10 @@ def resolve_service(spec: ServiceSpec, env: Mapping[str, str], *, source: str = 
             f"keep only one of {', '.join(both)}",
         )
     values: dict[str, str | SecretStr] = {k: SecretStr(v) if k in spec.secrets else v for k, v in present.items()}
-    return ServiceConfig(spec, "cloud", values, source=source, endpoint=_endpoint(spec, present))
+    return ServiceConfig(spec, "cloud", values, source=source, endpoint=endpoint_of(spec, present))
 
 
-def _endpoint(spec: ServiceSpec, present: Mapping[str, str]) -> str:
+def endpoint_of(spec: ServiceSpec, present: Mapping[str, str]) -> str:
     """The host a cloud service talks to, with every credential removed."""
     if spec is SNOWFLAKE:
         host = present.get("SNOWFLAKE_HOST") or f"{present.get('SNOWFLAKE_ACCOUNT', '')}.snowflakecomputing.com"
@@ -520,165 +520,12 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
             source = f".env ({env_file}) and the environment"
         config = resolve_service(spec, merged, source=source)
         if not config.is_cloud and spec is DATABRICKS:
+            from expert.runtime.platform_credentials import databricks_profile
+
             config = databricks_profile(merged) or config
         elif not config.is_cloud and spec is SNOWFLAKE:
+            from expert.runtime.platform_credentials import snowflake_connection
+
             config = snowflake_connection(merged) or config
         resolved[spec.name] = config
     return Settings(**resolved)
-
-
-def _home(env: Mapping[str, str]) -> Path | None:
-    home = env.get("HOME")
-    return Path(home) if home else None
-
-
-def databricks_profile(env: Mapping[str, str]) -> ServiceConfig | None:
-    """The Databricks profile the SDK would use (`DATABRICKS_CONFIG_PROFILE`, the file's default
-    profile, or `DEFAULT`), when its config file exists and the profile has a host."""
-    home = _home(env)
-    named = env.get("DATABRICKS_CONFIG_FILE", "").strip()
-    path = Path(named).expanduser() if named else (home / ".databrickscfg" if home else None)
-    requested = env.get("DATABRICKS_CONFIG_PROFILE", "").strip() or None
-    if path is None or not path.is_file():
-        if requested:
-            raise ConfigError(
-                f"DATABRICKS_CONFIG_PROFILE={requested} is set, but there is no Databricks config file at {path}",
-                "run `databricks auth login` (or `databricks configure`) to create the profile, or "
-                "set DATABRICKS_CONFIG_FILE to your config file",
-            )
-        return None
-    from databricks.sdk.config import Config
-
-    parser = configparser.ConfigParser()
-    try:
-        parser.read(path)
-        profile, _ = Config._resolve_profile(requested, parser)
-    except (configparser.Error, ValueError) as exc:
-        raise ConfigError(f"cannot read the Databricks config file {path}: {exc}", "fix the file's syntax") from None
-    # A profile's own keys, without [DEFAULT]'s merged in (as the SDK reads them).
-    sections = {name: dict(keys) for name, keys in parser._sections.items() if name != "__settings__"}  # type: ignore[attr-defined]
-    if parser.defaults():
-        sections["DEFAULT"] = dict(parser.defaults())
-    if profile is None or profile not in sections:
-        if requested:
-            raise ConfigError(
-                f"{path} has no profile [{requested}] (it has: {', '.join(sorted(sections)) or 'none'})",
-                "set DATABRICKS_CONFIG_PROFILE to one of those, or create it with `databricks auth login --profile NAME`",
-            )
-        return None
-    entry = sections[profile]
-    host = entry.get("host", "").strip()
-    if not host:
-        return None
-    for key, value in entry.items():
-        if any(word in key for word in ("token", "secret", "password")):
-            register_secret(value)
-    values: dict[str, str | SecretStr] = {}
-    if retry := env.get("DATABRICKS_RETRY_TIMEOUT", "").strip():
-        low, high = DATABRICKS.numbers["DATABRICKS_RETRY_TIMEOUT"]
-        _check_number("DATABRICKS_RETRY_TIMEOUT", retry, low, high)
-        values["DATABRICKS_RETRY_TIMEOUT"] = retry
-    for key in ("DATABRICKS_CLUSTER_ID", "DATABRICKS_WAREHOUSE_ID"):
-        if env.get(key, "").strip():
-            values[key] = env[key].strip()
-    return ServiceConfig(
-        DATABRICKS,
-        "cloud",
-        values,
-        source=f"Databricks config profile [{profile}] ({path})",
-        profile=profile,
-        profile_file=str(path),
-        endpoint=redact_url(host if "://" in host else f"https://{host}"),
-    )
-
-
-def snowflake_connections_file(env: Mapping[str, str]) -> Path | None:
-    """Where the connector looks for `connections.toml`: `SNOWFLAKE_HOME` (default `~/.snowflake`)
-    when that directory exists, else the platform's config directory (`~/.config/snowflake` on
-    Linux), as `snowflake.connector.sf_dirs` resolves it."""
-    home = _home(env)
-    snowflake_home = env.get("SNOWFLAKE_HOME") or (str(home / ".snowflake") if home else "")
-    if snowflake_home and Path(snowflake_home).expanduser().is_dir():
-        return Path(snowflake_home).expanduser() / "connections.toml"
-    config_home = env.get("XDG_CONFIG_HOME") or (str(home / ".config") if home else "")
-    return Path(config_home) / "snowflake" / "connections.toml" if config_home else None
-
-
-SNOWFLAKE_CONNECTION_KEYS = {
-    "account": "SNOWFLAKE_ACCOUNT",
-    "user": "SNOWFLAKE_USER",
-    "host": "SNOWFLAKE_HOST",
-    "port": "SNOWFLAKE_PORT",
-    "protocol": "SNOWFLAKE_PROTOCOL",
-    "role": "SNOWFLAKE_ROLE",
-    "warehouse": "SNOWFLAKE_WAREHOUSE",
-}
-"""Non-secret connection fields shown (and used in messages) as if they came from `.env`."""
-
-
-def snowflake_connection(env: Mapping[str, str]) -> ServiceConfig | None:
-    """The `connections.toml` connection the connector would use, read with its own `ConfigManager`."""
-    path = snowflake_connections_file(env)
-    requested = env.get("SNOWFLAKE_DEFAULT_CONNECTION_NAME", "").strip()
-    if path is None or not path.is_file():
-        if requested:
-            raise ConfigError(
-                f"SNOWFLAKE_DEFAULT_CONNECTION_NAME={requested} is set, but there is no {path}",
-                "create the connection (`snow connection add`), or set SNOWFLAKE_HOME to the directory of "
-                "your connections.toml",
-            )
-        return None
-    from snowflake.connector.config_manager import ConfigManager, ConfigSlice, ConfigSliceOptions
-    from snowflake.connector.errors import Error as SnowflakeError
-
-    manager = ConfigManager(
-        name="connections_file",
-        file_path=path.with_name("config.toml"),
-        _slices=[ConfigSlice(path, ConfigSliceOptions(check_permissions=True), "connections")],
-    )
-    manager.add_option(name="connections", default={})
-    manager.add_option(name="default_connection_name", default="default")
-    try:
-        connections: dict[str, Any] = dict(manager["connections"])  # type: ignore[call-overload]
-        name = requested or str(manager["default_connection_name"])
-    except (SnowflakeError, OSError, ValueError) as exc:
-        raise ConfigError(
-            f"cannot read {path}: {str(exc).splitlines()[0]}",
-            f"fix the file (TOML), and restrict it to your user: chmod 0600 {path}",
-        ) from None
-    if name not in connections:
-        if requested:
-            raise ConfigError(
-                f"{path} has no connection [{name}] (it has: {', '.join(sorted(connections)) or 'none'})",
-                "set SNOWFLAKE_DEFAULT_CONNECTION_NAME to one of those",
-            )
-        return None
-    entry = {str(k): v for k, v in dict(connections[name]).items()}
-    for key, value in entry.items():
-        if any(word in key.lower() for word in ("password", "token", "secret", "passcode", "pwd", "private_key")):
-            register_secret(str(value))
-    values: dict[str, str | SecretStr] = {
-        ours: str(entry[theirs]) for theirs, ours in SNOWFLAKE_CONNECTION_KEYS.items() if entry.get(theirs)
-    }
-    for key in (
-        "SNOWFLAKE_DATABASE",
-        "SNOWFLAKE_SCHEMA",
-        "SNOWFLAKE_LOGIN_TIMEOUT",
-        "SNOWFLAKE_ROLE",
-        "SNOWFLAKE_WAREHOUSE",
-    ):
-        if env.get(key, "").strip():
-            values[key] = env[key].strip()
-    for key, (low, high) in SNOWFLAKE.numbers.items():
-        if isinstance(values.get(key), str):
-            _check_number(key, str(values[key]), low, high)
-    shown = {k: str(v) for k, v in values.items()}
-    return ServiceConfig(
-        SNOWFLAKE,
-        "cloud",
-        values,
-        source=f"Snowflake connections.toml [{name}] ({path})",
-        profile=name,
-        profile_file=str(path),
-        endpoint=_endpoint(SNOWFLAKE, shown),
-    )
