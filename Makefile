@@ -28,6 +28,7 @@ run: setup
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/deptry .
 	$(BIN)/pytest
 
 test-lanes: setup
@@ -51,6 +52,7 @@ $(STAMP):
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/deptry .
 
 format: setup
 	$(BIN)/ruff check --fix .

@@ -41,15 +41,17 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from expert import PROJECT_ROOT
+from expert.runtime.config import ServiceConfig, Settings
 from expert.runtime.errors import ExpertError
 from expert.runtime.pattern import REPORTS, PatternMeta, curriculum, load_module, select_patterns, tracks
+from expert.runtime.redact import scrub, scrubbed_output
 from expert.runtime.report import RunReport
 
 console = Console(highlight=False)
 LEARNING_COMMANDS = ("exercises", "check", "hint", "reset", "watch", "progress", "capstone")
 
 
-def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 (one return per subcommand)
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="expert", description="Lakehouse Expert Patterns")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="show the curriculum")
@@ -72,6 +74,12 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 (one return
 
     add_learning_parsers(sub)
     args = parser.parse_args(argv)
+    with scrubbed_output():
+        return _dispatch(args)
+
+
+def _dispatch(args: argparse.Namespace) -> int:  # noqa: PLR0911 (one return per subcommand)
+    """Run one subcommand; a user error is two plain lines (`error:`, `fix:`) and exit 2."""
     try:
         if args.command == "list":
             return cmd_list()
@@ -138,6 +146,8 @@ class Outcome:
 def cmd_run(selector: str, *, quiet: bool = False, json_path: Path | None = None) -> int:
     """Run the selected patterns in order, in this process, sharing one Spark session."""
     selected = select_patterns(selector)
+    if json_path is not None:
+        _check_output_path(json_path, "--json")
     runnable = [m for m in selected if m.exists]
     outcomes: list[Outcome] = [Outcome(m, "not yet written", 0.0) for m in selected if not m.exists]
     started = time.perf_counter()
@@ -163,7 +173,26 @@ def cmd_run(selector: str, *, quiet: bool = False, json_path: Path | None = None
     _print_summary(outcomes, total)
     if json_path is not None:
         _write_json(json_path, outcomes, total=total, spark_start=spark_start)
-    return 0 if all(o.result in ("passed", "not yet written") for o in outcomes) and runnable else 1
+    return _exit_code(outcomes) if runnable else 1
+
+
+def _exit_code(outcomes: list[Outcome]) -> int:
+    """0 if every pattern passed; 2 if the only failures are user errors (setup, configuration,
+    arguments: each said what to fix); 1 if any invariant broke or any pattern crashed."""
+    failed = [o for o in outcomes if o.result not in ("passed", "not yet written")]
+    if not failed:
+        return 0
+    user_errors = all(o.report is not None and o.report.exit_code == ExpertError.exit_code for o in failed)
+    return ExpertError.exit_code if user_errors else 1
+
+
+def _check_output_path(path: Path, option: str) -> None:
+    """Refuse, before any work, an output path that cannot be written as a file."""
+    if path.is_dir():
+        raise ExpertError(f"{option} {path} is a directory", f"give {option} a file name, e.g. {path / 'run.json'}")
+    parent = next((p for p in path.absolute().parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ExpertError(f"{option} {path}: {parent} is a file, not a directory", f"choose another path for {option}")
 
 
 def _start_shared_spark(patterns: list[PatternMeta]) -> float:
@@ -194,8 +223,11 @@ def _write_json(path: Path, outcomes: list[Outcome], *, total: float, spark_star
             }
         )
     document = {"total_seconds": round(total, 3), "spark_start_seconds": spark_start, "patterns": patterns}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(scrub(json.dumps(document, indent=2, default=str)) + "\n")
+    except OSError as exc:
+        raise ExpertError(f"cannot write {path}: {exc.strerror or exc}", "choose a writable path for --json") from None
 
 
 def _run_one(meta: PatternMeta, *, quiet: bool) -> Outcome:
@@ -245,14 +277,10 @@ def cmd_kafka(action: str, *, port: int | None = None, timeout: float = 120.0) -
             return 0
         from confluent_kafka.admin import AdminClient
 
-        endpoint = kafka.KafkaEndpoint(servers or "", settings)
-        try:
-            metadata = AdminClient(endpoint.client_config()).list_topics(timeout=10)
-        except Exception as exc:
-            raise ExpertError(
-                f"could not reach the Kafka cluster at {servers}: {str(exc).splitlines()[0]}",
-                "check KAFKA_BOOTSTRAP_SERVERS, the KAFKA_SASL_* credentials and your network",
-            ) from None
+        from expert.runtime.endpoints import probe_kafka
+
+        probe_kafka(settings)
+        metadata = AdminClient(kafka.KafkaEndpoint(servers or "", settings).client_config()).list_topics(timeout=10)
         console.print(f"[green]reachable[/]: {len(metadata.brokers)} broker(s), {len(metadata.topics)} topic(s)")
         return 0
     if action == "start":
@@ -463,7 +491,10 @@ def _check_settings() -> str:
     from expert.runtime.config import load_settings
 
     settings = load_settings()
-    return "; ".join(f"{s.spec.name}: {s.mode}" for s in settings.services()) + f" (from {settings.source})"
+    return "; ".join(
+        f"{s.spec.name}: {s.mode}" + (f" (from {s.source}{', host ' + s.host if s.host else ''})" if s.is_cloud else "")
+        for s in settings.services()
+    )
 
 
 def _cloud_probes() -> list[tuple[str, Callable[[], str]]]:
@@ -493,7 +524,58 @@ def _cloud_probes() -> list[tuple[str, Callable[[], str]]]:
             return f"connected as {me.user_name}"
 
         probes.append(("databricks workspace", databricks_workspace))
+    probes.extend(_endpoint_probes(settings))
     return probes
+
+
+def _endpoint_probes(settings: Settings) -> list[tuple[str, Callable[[], str]]]:
+    """Reachability of the other configured endpoints (each answers within seconds or fails)."""
+    from expert.runtime import endpoints
+
+    def reached(check: Callable[[], None], where: str, source: str) -> Callable[[], str]:
+        def run() -> str:
+            check()
+            return f"{where} answers (settings from {source})"
+
+        return run
+
+    probes: list[tuple[str, Callable[[], str]]] = []
+    for name, config, check in (
+        ("spark endpoint", settings.spark, lambda: endpoints.probe_spark(settings.spark)),
+        ("kafka cluster", settings.kafka, lambda: endpoints.probe_kafka(settings.kafka)),
+        ("mlflow tracking", settings.mlflow, lambda: endpoints.probe_mlflow(settings.mlflow, settings)),
+        (
+            "alert webhook",
+            settings.alerts,
+            lambda: endpoints.probe_http(
+                _secret_value(settings.alerts, "ALERT_WEBHOOK_URL"),
+                what="the alert webhook",
+                setting="ALERT_WEBHOOK_URL",
+            ),
+        ),
+    ):
+        if config.is_cloud:
+            probes.append((name, reached(check, config.host, config.source)))
+    probes.append(("lakehouse storage", _storage_probe))
+    return probes
+
+
+def _secret_value(config: ServiceConfig, key: str) -> str:
+    secret = config.secret(key)
+    return secret.get_secret_value() if secret is not None else ""
+
+
+def _storage_probe() -> str:
+    from expert.runtime.endpoints import probe_storage
+    from expert.runtime.redact import redact_url
+    from expert.runtime.storage import storage_settings
+
+    storage = storage_settings()
+    if not storage.root:
+        return "local: each run's workdir under .work/"
+    probe_storage()
+    endpoint = f", endpoint {redact_url(storage.s3_endpoint)} answers" if storage.s3_endpoint else ""
+    return f"LAKEHOUSE_ROOT {redact_url(storage.root)}{endpoint}"
 
 
 def _check_spark() -> str:

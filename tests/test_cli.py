@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -84,3 +85,46 @@ def test_doctor_passes_on_this_machine(
     out = capsys.readouterr().out
     assert "spark + delta" in out and "time travel ok" in out
     assert "write_pandas + query ok" in out
+
+
+def test_doctor_says_where_each_services_settings_came_from_and_shows_no_secret(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A fake HOME with a ~/.databrickscfg profile and a connections.toml connection: doctor picks
+    both up, names the files, and fails fast on the unreachable hosts without printing a credential."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    home = tmp_path / "home"
+    (home / ".snowflake").mkdir(parents=True)
+    (home / ".databrickscfg").write_text(
+        f"[DEFAULT]\nhost = http://127.0.0.1:{closed}\ntoken = dapi-doctor-secret-4711\n"
+    )
+    toml = home / ".snowflake" / "connections.toml"
+    toml.write_text(
+        f'[default]\naccount = "acct"\nuser = "LEARNER"\npassword = "toml-doctor-secret-4711"\n'
+        f'host = "127.0.0.1"\nport = {closed}\nprotocol = "http"\n'
+    )
+    toml.chmod(0o600)
+    result = subprocess.run(
+        [sys.executable, "-m", "expert", "doctor", "--quick"],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        timeout=120,
+        check=False,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(home),
+            "EXPERT_ENV_FILE": os.devnull,
+            "EXPERT_WORK_ROOT": str(tmp_path / "work"),
+            "COLUMNS": "400",
+            "PYTHONPATH": str(PROJECT_ROOT),
+        },
+    )
+    out = " ".join((result.stdout + result.stderr).split())
+    assert f"databricks: cloud (from Databricks config profile [DEFAULT] ({home / '.databrickscfg'})" in out
+    assert f"snowflake: cloud (from Snowflake connections.toml [default] ({toml})" in out
+    assert "kafka: local" in out
+    assert "Connection refused" in out and result.returncode == 1
+    assert "4711" not in out

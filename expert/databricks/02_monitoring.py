@@ -509,7 +509,7 @@ def body(run: PatternRun) -> None:
         with run.timed() as watch, receiver.running(), json_log(out / "pipeline.jsonl") as logger:
             cloud_alerts = run.settings.alerts.is_cloud
             secret = run.settings.alerts.secret("ALERT_WEBHOOK_URL")
-            url = secret.reveal() if cloud_alerts and secret else receiver.url
+            url = secret.get_secret_value() if cloud_alerts and secret else receiver.url
 
             run.step(
                 "Run on schedule: healthy, a bad file, stalled, healthy",

@@ -92,17 +92,23 @@ def _first_row(spark: SparkSession, statement: str, column: str) -> Any | None:
     return None if row is None else row[column]
 
 
+def delta_table(location: str) -> str:
+    """The SQL name of the Delta table at a path: `` delta.`<location>` ``, with any backtick in the
+    path doubled, so a path is always one quoted identifier and never ends the quoting early."""
+    return "delta.`" + location.replace("`", "``") + "`"
+
+
 def is_delta_table(spark: SparkSession, location: str) -> bool:
     """Whether `location` holds a Delta table (a missing or non-Delta path is simply False).
 
     `DESCRIBE DETAIL` reads the snapshot only (~0.1 s here); the history would also read commits.
     """
-    return _first_row(spark, f"DESCRIBE DETAIL delta.`{location}`", "format") is not None
+    return _first_row(spark, f"DESCRIBE DETAIL {delta_table(location)}", "format") is not None
 
 
 def latest_version(spark: SparkSession, location: str) -> int | None:
     """The latest committed version of the Delta table at `location`, None if there is no table (reads the log)."""
-    version = _first_row(spark, f"DESCRIBE HISTORY delta.`{location}` LIMIT 1", "version")
+    version = _first_row(spark, f"DESCRIBE HISTORY {delta_table(location)} LIMIT 1", "version")
     return None if version is None else int(version)
 
 
@@ -116,7 +122,7 @@ def merge_into(spark: SparkSession, location: str, source: DataFrame, clauses: s
     view = f"_merge_source_{uuid.uuid4().hex}"
     source.createOrReplaceTempView(view)
     try:
-        result = spark.sql(f"MERGE INTO delta.`{location}` AS t USING {view} AS s {clauses}").first()
+        result = spark.sql(f"MERGE INTO {delta_table(location)} AS t USING {view} AS s {clauses}").first()
     finally:
         spark.catalog.dropTempView(view)
     return {k: int(v or 0) for k, v in (result.asDict() if result else {}).items()}
@@ -132,7 +138,7 @@ class TableDetail:
 
 
 def table_detail(spark: SparkSession, location: str) -> TableDetail:
-    detail = spark.sql(f"DESCRIBE DETAIL delta.`{location}`").select("numFiles", "sizeInBytes").first()
+    detail = spark.sql(f"DESCRIBE DETAIL {delta_table(location)}").select("numFiles", "sizeInBytes").first()
     version = latest_version(spark, location)
     assert detail is not None and version is not None
     return TableDetail(int(detail["numFiles"]), int(detail["sizeInBytes"]), version)
@@ -142,7 +148,7 @@ def history(spark: SparkSession, location: str, limit: int | None = 20) -> list[
     """The newest `limit` commits (all when None), newest first: version, time, operation, parameters,
     operation metrics and the commit's user metadata."""
     rows = (
-        spark.sql(f"DESCRIBE HISTORY delta.`{location}`" + ("" if limit is None else f" LIMIT {int(limit)}"))
+        spark.sql(f"DESCRIBE HISTORY {delta_table(location)}" + ("" if limit is None else f" LIMIT {int(limit)}"))
         .select("version", "timestamp", "operation", "operationParameters", "operationMetrics", "userMetadata")
         .collect()
     )

@@ -12,6 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from expert.lakehouse.delta_ops import delta_table
+from expert.runtime.errors import ExpertError
+
 BRONZE_TABLES = {"clickstream": "bronze_events", "orders": "bronze_orders", "customers": "bronze_customers"}
 """Raw source (landing folder name) → bronze table it is ingested into."""
 SILVER_EVENTS = "silver_events"
@@ -46,6 +49,27 @@ class MedallionLayout:
     def __post_init__(self) -> None:
         if _is_uri(self.root) and self.landing_dir is None:
             raise ValueError("a URI root needs an explicit local landing_dir for the generator's files")
+        if not _is_uri(self.root):
+            self._refuse_what_is_not_a_table()
+
+    def _refuse_what_is_not_a_table(self) -> None:
+        """A local root must be a directory, and whatever already sits where one of this layout's
+        tables goes must be a Delta table: Delta refuses to create a table on a non-empty location,
+        and a write would leave the foreign files inside the table's directory."""
+        root = Path(self.root)
+        if root.exists() and not root.is_dir():
+            raise ExpertError(f"the lakehouse root {root} is a file", "point the root (--root) at a directory")
+        tables = root / "tables"
+        if not tables.is_dir():
+            return
+        for entry in sorted(tables.iterdir()):
+            holds_files = entry.is_file() or any(entry.iterdir())
+            if entry.name.startswith(self.prefix) and not (entry / "_delta_log").is_dir() and holds_files:
+                raise ExpertError(
+                    f"{entry} holds files but is not a Delta table (no _delta_log), and a table of this "
+                    "pipeline goes there",
+                    "point the root (--root) at an empty or new directory, or at one this pipeline wrote",
+                )
 
     @classmethod
     def local(cls, directory: Path, *, prefix: str = "") -> MedallionLayout:
@@ -80,4 +104,4 @@ class MedallionLayout:
 
     def sql(self, name: str) -> str:
         """The table as a SQL identifier: delta.`<location>`."""
-        return f"delta.`{self.table(name)}`"
+        return delta_table(self.table(name))

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from expert.lakehouse.delta_ops import latest_version, merge_into
+from expert.lakehouse.delta_ops import delta_table, latest_version, merge_into
 from expert.lakehouse.layout import (
     BRONZE_TABLES,
     DIM_CUSTOMER,
@@ -336,7 +336,7 @@ def ensure_table(spark: SparkSession, location: str, schema: str, properties: Ma
     """Create a Delta table at `location` with an explicit schema, once (idempotent; ~30 ms when it exists)."""
     props = ", ".join(f"'{k}' = '{v}'" for k, v in properties.items())
     spark.sql(
-        f"CREATE TABLE IF NOT EXISTS delta.`{location}` ({schema}) USING DELTA"
+        f"CREATE TABLE IF NOT EXISTS {delta_table(location)} ({schema}) USING DELTA"
         + (f" TBLPROPERTIES ({props})" if props else "")
     )
 

@@ -227,7 +227,7 @@ def _databricks_auth(settings: Settings) -> dict[str, str]:
     for key in ("DATABRICKS_TOKEN", "DATABRICKS_CLIENT_SECRET"):
         secret = workspace.secret(key)
         if secret is not None:
-            values[key] = secret.reveal()
+            values[key] = secret.get_secret_value()
     return values
 
 

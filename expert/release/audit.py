@@ -16,7 +16,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from expert.lakehouse.delta_ops import latest_version
+from expert.lakehouse.delta_ops import delta_table, latest_version
 from expert.runtime.contracts import DataContract, QualityRule, normalize_type
 
 if TYPE_CHECKING:
@@ -166,7 +166,7 @@ def _rule_finding(
     if rule.metric == "rowCount":
         value: float | None = float(rows)
     elif rule.query:
-        sql = rule.query.replace("{object}", f"delta.`{location}`")
+        sql = rule.query.replace("{object}", delta_table(location))
         try:
             result = spark.sql(sql).first()
         except Exception as exc:

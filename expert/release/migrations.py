@@ -50,7 +50,7 @@ def account_environment(config: ServiceConfig) -> dict[str, str]:
         if key in NOT_FOR_SCHEMACHANGE:
             continue
         secret = config.secret(key) if key in config.spec.secrets else None
-        value = secret.reveal() if secret is not None else config.get(key)
+        value = secret.get_secret_value() if secret is not None else config.get(key)
         if value:
             env[key] = value
     return env

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from expert.lakehouse.delta_ops import is_delta_table, latest_version
+from expert.lakehouse.delta_ops import delta_table, is_delta_table, latest_version
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -89,7 +89,7 @@ def rows_differ(left: DataFrame, right: DataFrame) -> int:
 def publish(spark: SparkSession, release: str, table: str, staged: str, live: str) -> Publication:
     """Make the audited staged table the live table's next version, in one commit."""
     blue = live_version(spark, live)
-    spark.sql(f"CREATE OR REPLACE TABLE delta.`{live}` USING DELTA AS SELECT * FROM delta.`{staged}`")
+    spark.sql(f"CREATE OR REPLACE TABLE {delta_table(live)} USING DELTA AS SELECT * FROM {delta_table(staged)}")
     green = live_version(spark, live)
     assert green is not None
     return Publication(release, table, staged, live, blue, green)
@@ -102,9 +102,9 @@ def rollback(spark: SparkSession, publication: Publication) -> int:
     equals blue's, so the history keeps the whole story: blue, green, restore).
     """
     if publication.blue_version is None:
-        spark.sql(f"DELETE FROM delta.`{publication.live}`")
+        spark.sql(f"DELETE FROM {delta_table(publication.live)}")
     else:
-        spark.sql(f"RESTORE TABLE delta.`{publication.live}` TO VERSION AS OF {publication.blue_version}")
+        spark.sql(f"RESTORE TABLE {delta_table(publication.live)} TO VERSION AS OF {publication.blue_version}")
     restored = live_version(spark, publication.live)
     assert restored is not None
     return restored

@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from expert.runtime.errors import ArgumentError
+
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 """The world's clock starts here: pinned, so runs never depend on today's date."""
 DAYS = 30
@@ -130,7 +132,9 @@ class WorldSize:
     @classmethod
     def from_rows(cls, rows: int) -> WorldSize:
         if rows < 100:
-            raise ValueError(f"rows must be at least 100, got {rows}")
+            raise ArgumentError(
+                f"rows must be at least 100 for the data generator, got {rows}", "pass --rows 100 or more"
+            )
         return cls(events=rows, customers=max(50, rows // 40), products=max(40, min(5000, rows // 200)))
 
 

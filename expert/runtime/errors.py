@@ -25,6 +25,14 @@ class ConfigError(ExpertError):
     """Settings in `.env` or the environment are incomplete or contradictory."""
 
 
+class ArgumentError(ExpertError, ValueError):
+    """A value out of its allowed range (`--rows` below a generator's minimum, a negative seed).
+
+    A user error like any `ExpertError` (exit 2, with the fix), and a `ValueError` for the code
+    that validates values.
+    """
+
+
 class InvariantError(Exception):
     """A pattern's self-check failed: the data or the pipeline is wrong, not the setup."""
 

@@ -564,7 +564,7 @@ class KafkaEndpoint:
                 password = self.config.secret("KAFKA_SASL_PASSWORD")
                 conf["sasl.mechanism"] = mechanism
                 conf["sasl.username"] = self.config.get("KAFKA_SASL_USERNAME")
-                conf["sasl.password"] = password.reveal() if password else ""
+                conf["sasl.password"] = password.get_secret_value() if password else ""
         conf.update(overrides)
         return conf
 
@@ -583,7 +583,7 @@ class KafkaEndpoint:
                     )
                 password = self.config.secret("KAFKA_SASL_PASSWORD")
                 user = self.config.get("KAFKA_SASL_USERNAME") or ""
-                secret = password.reveal() if password else ""
+                secret = password.get_secret_value() if password else ""
                 options["kafka.sasl.mechanism"] = mechanism
                 options["kafka.sasl.jaas.config"] = f'{module} required username="{user}" password="{secret}";'
         return options

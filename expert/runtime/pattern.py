@@ -28,11 +28,13 @@ from typing import TYPE_CHECKING, Any
 
 from expert import PROJECT_ROOT
 from expert.runtime.config import Settings, load_settings
-from expert.runtime.errors import ExpertError, InvariantError
+from expert.runtime.endpoints import preflight
+from expert.runtime.errors import ArgumentError, ExpertError, InvariantError
 from expert.runtime.narrate import Narrator
+from expert.runtime.redact import scrub, scrubbed_output
 from expert.runtime.report import Check, Figure, PlanEntry, RunReport, SessionTranscript, StatementRecord
 from expert.runtime.timing import Stopwatch, stopwatch
-from expert.runtime.workdir import pattern_workdir
+from expert.runtime.workdir import pattern_workdir, workdir_lock
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -404,23 +406,44 @@ def run_pattern(
     default_rows: int = 10_000,
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> int:
-    """Parse arguments, prepare the run, execute `body`, print the proof, return the exit code."""
+    """Parse arguments, prepare the run, execute `body`, print the proof, return the exit code.
+
+    Everything the run prints goes through `scrubbed_output` (no credential reaches the terminal);
+    the workdir is held with `workdir_lock` for the whole run (a second run of the pattern stops at
+    once); every configured endpoint the pattern needs is probed before `body` starts (a wrong host
+    is an error within seconds, not a hang).
+    """
     meta = meta_for_file(file)
     parser = base_parser(meta, default_rows)
     if add_arguments:
         add_arguments(parser)
     args = parser.parse_args(argv)
+    with scrubbed_output():
+        return _run(meta, args, body)
+
+
+def _run(meta: PatternMeta, args: argparse.Namespace, body: Callable[[PatternRun], None]) -> int:
     narrator = Narrator(quiet=args.quiet, brief=args.brief)
     report = RunReport(meta.id, meta.title)
     REPORTS.append(report)
     started = time.perf_counter()
     run: PatternRun | None = None
+    from expert.runtime.cloud_plan import write_cloud_plan
+
     try:
+        _check_arguments(args)
         settings = load_settings()
-        workdir = pattern_workdir(meta.track, meta.stem)
-        narrator.header(f"{meta.id} · {meta.title}", _modes_line(meta, settings), why_it_matters(meta))
-        run = PatternRun(meta, args, settings, workdir, narrator, report)
-        body(run)
+        with workdir_lock(meta.track, meta.stem):
+            workdir = pattern_workdir(meta.track, meta.stem)
+            narrator.header(f"{meta.id} · {meta.title}", _modes_line(meta, settings), why_it_matters(meta))
+            run = PatternRun(meta, args, settings, workdir, narrator, report)
+            try:
+                preflight(meta.needs, settings)
+                body(run)
+            finally:
+                run.end_step()
+                record_delta_activity(meta, run)
+                write_cloud_plan(run.workdir, report, _modes_line(meta, run.settings))
         report.exit_code = 0
     except InvariantError as exc:
         report.exit_code, report.error = exc.exit_code, f"invariant broken: {exc}"
@@ -432,23 +455,11 @@ def run_pattern(
         report.exit_code, report.error = 130, "interrupted"
         narrator.error("interrupted", "rerun the pattern: it starts from a clean workdir")
     except Exception as exc:
-        report.exit_code, report.error = 1, f"{type(exc).__name__}: {exc}".splitlines()[0]
+        report.exit_code, report.error = 1, scrub(f"{type(exc).__name__}: {exc}".splitlines()[0])
         traceback.print_exc(limit=6)
         narrator.error(
             f"unexpected {type(exc).__name__} in {meta.id}", "this is a bug in the pattern: please report it"
         )
-    if run is not None:
-        run.end_step()
-        from expert.runtime.storage import storage_settings
-
-        if "spark" in meta.needs and not storage_settings().root:
-            from expert.lakehouse.delta_log import delta_activity
-
-            activity = delta_activity(run.workdir)
-            report.delta_commits, report.delta_merges = activity.commits, activity.merges
-        from expert.runtime.cloud_plan import write_cloud_plan
-
-        write_cloud_plan(run.workdir, report, _modes_line(meta, run.settings))
     report.seconds = time.perf_counter() - started
     if run is not None:
         (run.workdir / "report.json").write_text(json.dumps(report.as_dict(), indent=2, default=str) + "\n")
@@ -458,6 +469,25 @@ def run_pattern(
 
         Progress.load().pattern_passed(meta.id, report.seconds)
     return int(report.exit_code)
+
+
+def record_delta_activity(meta: PatternMeta, run: PatternRun) -> None:
+    """Count the Delta commits and MERGEs the run made (local tables under its workdir only)."""
+    from expert.runtime.storage import storage_settings
+
+    if "spark" in meta.needs and not storage_settings().root:
+        from expert.lakehouse.delta_log import delta_activity
+
+        activity = delta_activity(run.workdir)
+        run.report.delta_commits, run.report.delta_merges = activity.commits, activity.merges
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """The common arguments' ranges: a negative seed or a size below one row is a user error."""
+    if int(args.seed) < 0:
+        raise ArgumentError(f"--seed {args.seed} is negative", "pass a seed of 0 or more (default 42)")
+    if int(args.rows) < 1:
+        raise ArgumentError(f"--rows {args.rows} is not a size", "pass --rows with a positive number")
 
 
 def why_it_matters(meta: PatternMeta) -> str:

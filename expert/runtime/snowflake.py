@@ -28,8 +28,9 @@ import snowflake.connector
 import snowflake.connector.pandas_tools
 
 from expert.runtime.config import Mode, ServiceConfig
-from expert.runtime.errors import ExpertError
+from expert.runtime.errors import ConfigError, ExpertError
 from expert.runtime.narrate import Narrator
+from expert.runtime.redact import scrub
 from expert.runtime.report import PlanEntry
 from expert.runtime.snowflake_ddl import CloudStatement, identifier
 
@@ -236,54 +237,87 @@ class SnowflakeSession:
 
 
 def _cloud_kwargs(config: ServiceConfig, database: str | None, schema: str | None) -> dict[str, Any]:
+    """The connector's arguments: from `.env`, or a `connections.toml` connection (by name, so the
+    connector reads its credentials itself) with this project's timeouts and session settings."""
+    login_timeout = config.number("SNOWFLAKE_LOGIN_TIMEOUT", DEFAULT_LOGIN_TIMEOUT_S)
     kwargs: dict[str, Any] = {
-        "account": config.get("SNOWFLAKE_ACCOUNT"),
-        "user": config.get("SNOWFLAKE_USER"),
-        "login_timeout": int(config.get("SNOWFLAKE_LOGIN_TIMEOUT") or DEFAULT_LOGIN_TIMEOUT_S),
-        "network_timeout": int(config.get("SNOWFLAKE_LOGIN_TIMEOUT") or DEFAULT_LOGIN_TIMEOUT_S) * 3,
+        "login_timeout": login_timeout,
+        "network_timeout": login_timeout * 3,
         "session_parameters": {"QUERY_TAG": "lakehouse-expert-patterns"},
         "client_session_keep_alive": False,
     }
-    if database:
-        kwargs["database"] = database
-    if schema:
-        kwargs["schema"] = schema
-    for key, arg in (("SNOWFLAKE_ROLE", "role"), ("SNOWFLAKE_WAREHOUSE", "warehouse"), ("SNOWFLAKE_HOST", "host")):
+    kwargs.update({k: v for k, v in (("database", database), ("schema", schema)) if v})
+    if config.profile:
+        kwargs["connection_name"] = config.profile
+        kwargs["connections_file_path"] = Path(config.profile_file)
+    for key, arg in (
+        ("SNOWFLAKE_ACCOUNT", "account"),
+        ("SNOWFLAKE_USER", "user"),
+        ("SNOWFLAKE_ROLE", "role"),
+        ("SNOWFLAKE_WAREHOUSE", "warehouse"),
+        ("SNOWFLAKE_HOST", "host"),
+        ("SNOWFLAKE_PROTOCOL", "protocol"),
+    ):
         if config.get(key):
             kwargs[arg] = config.get(key)
     if config.get("SNOWFLAKE_PORT"):
-        kwargs["port"] = int(config.get("SNOWFLAKE_PORT") or 443)
-    if config.get("SNOWFLAKE_PROTOCOL"):
-        kwargs["protocol"] = config.get("SNOWFLAKE_PROTOCOL")
+        kwargs["port"] = config.number("SNOWFLAKE_PORT", 443)
     key_file = config.get("SNOWFLAKE_PRIVATE_KEY_FILE")
     password = config.secret("SNOWFLAKE_PASSWORD")
     if key_file:
         kwargs["authenticator"] = "SNOWFLAKE_JWT"
         kwargs["private_key_file"] = key_file
         if (pwd := config.secret("SNOWFLAKE_PRIVATE_KEY_FILE_PWD")) is not None:
-            kwargs["private_key_file_pwd"] = pwd.reveal()
+            kwargs["private_key_file_pwd"] = pwd.get_secret_value()
     elif config.get("SNOWFLAKE_AUTHENTICATOR"):
         kwargs["authenticator"] = config.get("SNOWFLAKE_AUTHENTICATOR")
         if password is not None:
-            kwargs["password"] = password.reveal()
+            kwargs["password"] = password.get_secret_value()
     elif password is not None:
-        kwargs["password"] = password.reveal()
+        kwargs["password"] = password.get_secret_value()
     return kwargs
 
 
 def connect_cloud(config: ServiceConfig, database: str | None = None, schema: str | None = None) -> Any:
-    """The real connector against an account; a failure becomes one plain message, within seconds."""
+    """The real connector against an account; a failure becomes one plain message, within seconds.
+
+    The host is probed first (`expert.runtime.endpoints`): the connector waits 60 s for a server
+    that accepts the connection and never answers, whatever its login timeout says.
+    """
+    from expert.runtime.endpoints import probe_snowflake
+
+    probe_snowflake(config)
     kwargs = _cloud_kwargs(config, database, schema)
-    target = config.get("SNOWFLAKE_HOST") or f"{kwargs['account']}.snowflakecomputing.com"
     try:
         return snowflake.connector.connect(**kwargs)
     except snowflake.connector.errors.Error as exc:
-        message = str(getattr(exc, "msg", "") or exc).splitlines()[0]
+        message = scrub(str(getattr(exc, "msg", "") or exc).splitlines()[0])
+        who = config.get("SNOWFLAKE_USER") or "the configured user"
         raise ExpertError(
-            f"could not connect to Snowflake at {target} as {kwargs['user']}: {message}",
+            f"could not connect to Snowflake at {config.host} as {who} (settings from {config.source}): {message}",
             "check SNOWFLAKE_ACCOUNT / SNOWFLAKE_HOST, the credentials and your network; "
             "or remove the SNOWFLAKE_* keys from .env to use the local engine",
         ) from None
+
+
+def cloud_names(config: ServiceConfig, database: str, schema: str) -> tuple[str, str]:
+    """The database and schema a cloud session uses (`SNOWFLAKE_DATABASE` / `SNOWFLAKE_SCHEMA`, else the
+    pattern's), each checked with `snowflake_ddl.identifier` before it is written into CREATE and USE:
+    a plain unquoted identifier, never a fragment of SQL."""
+    names = []
+    for key, default in (("SNOWFLAKE_DATABASE", database), ("SNOWFLAKE_SCHEMA", schema)):
+        value = config.get(key) or default
+        try:
+            if "." in value:
+                raise ValueError(value)
+            identifier(value)
+        except ValueError:
+            raise ConfigError(
+                f"{key if config.get(key) else 'the pattern'} names {value!r}, which is not a plain Snowflake identifier",
+                f"set {key} to letters, digits, _ or $ (starting with a letter or _), with no dots, quotes or spaces",
+            ) from None
+        names.append(value)
+    return names[0], names[1]
 
 
 @contextlib.contextmanager
@@ -307,17 +341,11 @@ def snowflake_session(
     drop or replace what these patterns did not create, unless `reset_existing`.
     """
     if config.is_cloud:
-        wanted = (config.get("SNOWFLAKE_DATABASE") or database, config.get("SNOWFLAKE_SCHEMA") or schema)
         if renamable:
-            database, schema = wanted
-        elif narrator and wanted != (database, schema):
+            database, schema = cloud_names(config, database, schema)
+        elif narrator and (config.get("SNOWFLAKE_DATABASE") or config.get("SNOWFLAKE_SCHEMA")):
             narrator.note(f"SNOWFLAKE_DATABASE / SNOWFLAKE_SCHEMA do not apply here: this pattern's SQL names "
                           f"{database}.{schema}, so it works there.")  # fmt: skip
-        for key, value in (("SNOWFLAKE_DATABASE", database), ("SNOWFLAKE_SCHEMA", schema)):
-            try:
-                identifier(value)
-            except ValueError:
-                raise ExpertError(f"{key}={value!r} is not a Snowflake identifier", f"fix {key} in .env") from None
         connection = connect_cloud(config)  # no database or schema yet: they may not exist
         try:
             session = SnowflakeSession(connection, "cloud", database, schema, narrator)
@@ -433,7 +461,7 @@ class SnowflakeEndpoint:
                 **{**self.connect_args, "database": self.database, "schema": self.schema}
             )
         except snowflake.connector.errors.Error as exc:
-            message = str(getattr(exc, "msg", "") or exc).splitlines()[0]
+            message = scrub(str(getattr(exc, "msg", "") or exc).splitlines()[0])
             where = "the local Snowflake server" if self.mode == "local" else "Snowflake"
             raise ExpertError(
                 f"could not connect to {where}: {message}", "check the SNOWFLAKE_* keys in .env"
@@ -463,8 +491,7 @@ def snowflake_endpoint(
     or `local_server` on loopback with its databases under `db_path`. With `owner` (the pattern's
     id), what the creation made is recorded as the run's (see `snowflake_session`)."""
     if config.is_cloud:
-        database = config.get("SNOWFLAKE_DATABASE") or database
-        schema = config.get("SNOWFLAKE_SCHEMA") or schema
+        database, schema = cloud_names(config, database, schema)
         with snowflake_session(
             config, db_path=db_path, database=database, schema=schema, owner=owner, reset_existing=reset_existing
         ):  # creates them

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 from expert import PROJECT_ROOT
 from expert.runtime.config import ServiceConfig, load_settings
 from expert.runtime.errors import ExpertError
+from expert.runtime.redact import redact_url, scrub
 from expert.runtime.workdir import shared_dir
 
 if TYPE_CHECKING:
@@ -212,8 +213,8 @@ def get_spark(
     """
     global _started_features
     config = config or load_settings().spark
-    if config.is_cloud and config.get("SPARK_REMOTE"):
-        return _remote_session(config.get("SPARK_REMOTE") or "", app_name)
+    if (remote := config.secret("SPARK_REMOTE")) is not None:
+        return _remote_session(remote.get_secret_value(), app_name)
     from expert.runtime.storage import storage_settings
 
     storage = storage_settings()
@@ -280,14 +281,21 @@ def _start_failure(exc: Exception, log_path: Path, packages: str, *, first_run: 
 
 
 def _remote_session(url: str, app_name: str) -> SparkSession:
+    """A Spark Connect session, after a bounded gRPC handshake: a closed port or a silent server is
+    an error within seconds, not Spark Connect's minutes of retries. Messages name the server by
+    `redact_url` (scheme, host, port): the URL's `;token=` never reaches the terminal."""
     from pyspark.sql import SparkSession
 
+    from expert.runtime.endpoints import probe_spark_connect
+
+    probe_spark_connect(url)
     try:
         return SparkSession.builder.remote(url).appName(app_name).getOrCreate()
     except Exception as exc:
+        reason = scrub(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__
         raise ExpertError(
-            f"could not reach the Spark Connect server at SPARK_REMOTE={url}: {str(exc).splitlines()[0]}",
-            "start the server (or check the URL), or unset SPARK_REMOTE to run Spark locally",
+            f"could not open a Spark Connect session at SPARK_REMOTE={redact_url(url)}: {reason}",
+            "start the server (or check the URL and its token), or unset SPARK_REMOTE to run Spark locally",
         ) from None
 
 

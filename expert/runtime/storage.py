@@ -26,10 +26,10 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-from dotenv import dotenv_values
+from urllib.parse import urlsplit
 
 from expert.runtime.errors import ExpertError
+from expert.runtime.redact import carries_credential, redact_url
 
 ROOT_KEY = "LAKEHOUSE_ROOT"
 S3_ENDPOINT_KEY = "LAKEHOUSE_S3_ENDPOINT"
@@ -85,15 +85,30 @@ class StorageSettings:
 
 def storage_settings(environ: Mapping[str, str] | None = None, env_file: Path | None = None) -> StorageSettings:
     """Read the storage settings from `.env` and the environment (the environment wins)."""
-    from expert.runtime.config import default_env_file
+    from expert.runtime.config import default_env_file, read_env_file, register_url_credentials
 
     env_file = env_file or default_env_file()
-    merged: dict[str, str] = {}
-    if env_file.is_file():
-        merged.update({k: v for k, v in dotenv_values(env_file).items() if v is not None and k in KEYS})
+    merged = {k: v for k, v in read_env_file(env_file).items() if k in KEYS}
     merged.update({k: v for k, v in (os.environ if environ is None else environ).items() if k in KEYS})
     values = {k: v.strip() for k, v in merged.items() if v.strip()}
+    for value in values.values():
+        if carries_credential(value):
+            register_url_credentials(value)
+    if (endpoint := values.get(S3_ENDPOINT_KEY)) and not _is_http_url(endpoint):
+        raise ExpertError(
+            f"{S3_ENDPOINT_KEY}={redact_url(endpoint)} is not an http(s) URL with a port from 1 to 65535",
+            f"write it as http://HOST:PORT (or https://…), or remove {S3_ENDPOINT_KEY} to use AWS itself",
+        )
     return StorageSettings(root=values.get(ROOT_KEY), s3_endpoint=values.get(S3_ENDPOINT_KEY))
+
+
+def _is_http_url(value: str) -> bool:
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and port != 0
 
 
 def lakehouse_root(track: str, stem: str, local_default: Path, settings: StorageSettings | None = None) -> str:
