@@ -71,13 +71,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(autouse=True)
-def _local_only(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Hide `.env` and service keys from every test that is not marked `cloud`."""
+def _local_only(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Hide `.env`, service keys and the platforms' own credential files from every test not marked `cloud`."""
     if request.node.get_closest_marker("cloud"):
         return
     monkeypatch.setenv("EXPERT_ENV_FILE", os.devnull)
     for key in SERVICE_KEYS:
         monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("SNOWFLAKE_HOME", str(tmp_path))
+    monkeypatch.setenv("DATABRICKS_CONFIG_FILE", str(tmp_path / "databrickscfg"))
 
 
 @pytest.fixture(scope="session")
