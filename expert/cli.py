@@ -17,6 +17,7 @@ expert hint ID · expert reset ID · expert watch [ID] · expert progress
                                  a hint; the starter back; re-check on save; the completion checklist
 expert capstone check [--manifest FILE]
                                  verify the capstone's ten requirements from your artifacts
+expert up · expert down               keep a warm local Spark server running (local runs use it), or stop it
 expert spark cluster start|stop|status
                                  a standalone master + worker on 127.0.0.1: run the patterns on
                                  it with SPARK_MASTER=spark://127.0.0.1:7077
@@ -66,6 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     kafka.add_argument("--port", type=int, help="broker port on 127.0.0.1 (default: the last one, else a free one)")
     kafka.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the broker (default 120)")
     _add_spark_parser(sub)
+    up = sub.add_parser("up", help="keep a warm local Spark (Connect server) running: later runs skip the JVM start")
+    up.add_argument("--port", type=int, default=15002, help="gRPC port on 127.0.0.1 (default 15002)")
+    up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the server (default 120)")
+    sub.add_parser("down", help="stop the warm Spark server `expert up` started")
     bench = sub.add_parser("bench", help="measure startup, every pattern and the medallion at scale (BENCHMARKS.md)")
     from expert.bench import add_arguments as add_bench_arguments
 
@@ -89,6 +94,8 @@ def _dispatch(args: argparse.Namespace) -> int:  # noqa: PLR0911 (one return per
             return cmd_kafka(args.action, port=args.port, timeout=args.timeout)
         if args.command == "spark":
             return cmd_spark(args)
+        if args.command in ("up", "down"):
+            return cmd_warm(args)
         if args.command == "bench":
             from expert.bench import run_bench
 
@@ -344,6 +351,25 @@ def _add_spark_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     cluster.add_argument("--cores", type=int, help="cores the worker offers (default: all)")
     cluster.add_argument("--memory", default="4g", help="memory the worker offers executors (default 4g)")
     cluster.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for each daemon (default 120)")
+
+
+def cmd_warm(args: argparse.Namespace) -> int:
+    """`expert up` / `expert down`: the local Spark Connect server every local run then uses."""
+    from expert.runtime import cluster
+
+    if args.command == "down":
+        console.print(f"warm Spark server: {escape(cluster.stop_connect_server().detail)}")
+        return 0
+    with console.status("Starting a warm Spark server (Spark Connect with Delta, 127.0.0.1)…"):
+        started = cluster.start_connect_server(port=args.port, timeout=args.timeout)
+    state = started.state
+    how = "already running" if started.already_running else f"started in {state.start_seconds:.1f} s"
+    console.print(
+        f"[green]warm Spark server {how}[/]: {state.url} (pid {state.pid}). Local runs (`expert run`, "
+        "`python expert/...`) now use it and skip the JVM start; `expert down` stops it.\n"
+        f"log {escape(state.log_file)}"
+    )
+    return 0
 
 
 def cmd_spark(args: argparse.Namespace) -> int:

@@ -506,7 +506,13 @@ def _modes_line(meta: PatternMeta, settings: Settings) -> str:
         "kafka": settings.kafka,
         "mlflow": settings.mlflow,
     }
-    parts = [f"{name}: {services[name].mode}" for name in meta.needs if name in services]
+    modes = {name: services[name].mode for name in meta.needs if name in services}
+    if "spark" in modes and not settings.spark.is_cloud:
+        from expert.runtime.spark import warm_server_url
+
+        if warm := warm_server_url():
+            modes["spark"] = f"local, through the warm server at {warm} (expert up)"
+    parts = [f"{name}: {mode}" for name, mode in modes.items()]
     if "spark" in meta.needs and not settings.databricks.is_cloud:
         parts.append("databricks workspace: not configured (workspace steps are shown, not run)")
     return " · ".join(parts)

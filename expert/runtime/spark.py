@@ -223,6 +223,8 @@ def get_spark(
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
+    if active is None and not config.is_cloud and not storage.root and (warm := warm_server_url()):
+        return _remote_session(warm, app_name)
     if active is not None and _started_features is not None:
         missing = wanted - _started_features
         if missing:
@@ -297,6 +299,20 @@ def _remote_session(url: str, app_name: str) -> SparkSession:
             f"could not open a Spark Connect session at SPARK_REMOTE={redact_url(url)}: {reason}",
             "start the server (or check the URL and its token), or unset SPARK_REMOTE to run Spark locally",
         ) from None
+
+
+def warm_server_url() -> str | None:
+    """The Spark Connect server `expert up` keeps running for this work root, if it is up.
+
+    A local run uses it instead of starting its own JVM, so a learner's second run skips the JVM
+    start and the JIT warm-up. `EXPERT_NO_WARM_SERVER=1` turns this off.
+    """
+    if os.environ.get("EXPERT_NO_WARM_SERVER") == "1":
+        return None
+    from expert.runtime.cluster import connect_server_status
+
+    status = connect_server_status()
+    return status.state.url if status.running and status.state is not None else None
 
 
 def stop_spark() -> None:
