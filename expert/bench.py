@@ -44,6 +44,7 @@ from expert.runtime.errors import ExpertError
 from expert.runtime.workdir import work_root
 
 BENCH_FILE = PROJECT_ROOT / "BENCHMARKS.md"
+BENCH_JSON = PROJECT_ROOT / "BENCHMARKS.json"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,6 +57,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-standalone", action="store_true", help="skip running each pattern in its own process")
     parser.add_argument("--skip-patterns", action="store_true", help="skip the pattern runs (start-up and scale only)")
     parser.add_argument("--out", type=Path, default=BENCH_FILE, help=f"Markdown report (default {BENCH_FILE.name})")
+    parser.add_argument(
+        "--json-out", type=Path, default=BENCH_JSON, help=f"machine-readable summary (default {BENCH_JSON.name})"
+    )
+    parser.add_argument("--skip-exercises", action="store_true", help="skip timing the exercises' checks")
 
 
 # ---------------------------------------------------------------------------------- child processes
@@ -226,6 +231,12 @@ def measure_exercises(repeat: int) -> dict[str, dict[str, Any]]:
             results[exercise.id]["watch_passed"] = verdict.passed
     return results
 
+
+STREAMING_FIGURES = {
+    "microbatch_p95_ms": "produce → Delta p95 (micro-batch, steady)",
+    "drain_records_per_s": "backlog drain rate",
+}
+"""Which of integration/02's figures BENCHMARKS.json carries, by their labels in the pattern."""
 
 SCALE_TIMEOUT_S = 1_800.0
 """One medallion size gets half an hour; a bigger one than the machine can take is reported as such."""
@@ -466,10 +477,62 @@ def run_bench(args: argparse.Namespace) -> int:
                 console.print(f"medallion at {rows:,} rows FAILED: {failure.message.splitlines()[-1]}")
                 continue
         console.print(f"medallion at {rows:,} rows measured")
+    if not args.skip_exercises:
+        with console.status("every exercise's check, cold and in watch mode…"):
+            results["exercises"] = measure_exercises(args.repeat)
+        console.print("exercise checks measured")
     (directory / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     args.out.write_text(render(results))
-    console.print(f"wrote {args.out} and {directory / 'results.json'}")
+    args.json_out.write_text(json.dumps(summary(results), indent=2) + "\n")
+    console.print(f"wrote {args.out}, {args.json_out} and {directory / 'results.json'}")
     return 0
+
+
+def summary(results: dict[str, Any]) -> dict[str, Any]:
+    """BENCHMARKS.json: the headline figures, keyed for scripts (and for `minutes` in the curriculum)."""
+    run_all = results.get("run_all") or {}
+    standalone = results.get("standalone", {})
+    in_run = {p["id"]: p for p in run_all.get("patterns", [])}
+    patterns = {
+        pattern_id: {
+            "seconds": round(standalone[pattern_id]["seconds"], 2) if pattern_id in standalone else None,
+            "seconds_in_run_all": round(p["seconds"], 2),
+            "result": p["result"],
+            "delta_commits": p.get("delta_commits"),
+            "delta_merges": p.get("delta_merges"),
+        }
+        for pattern_id, p in in_run.items()
+    }
+    exercises = results.get("exercises", {})
+    return {
+        "machine": results["machine"],
+        "spark_cold_start_s": round(results["startup"]["spark_cold"]["median"], 2),
+        "spark_warm_start_s": round(results["startup"]["spark_warm"]["median"], 3),
+        "snowflake_local_start_s": round(results["startup"]["snowflake_local"]["median"], 2),
+        "run_all_s": round(run_all["total_seconds"], 1) if run_all else None,
+        "patterns": patterns,
+        **streaming_summary(run_all),
+        "exercises": {
+            eid: {k: round(v, 2) if isinstance(v, float) else v for k, v in e.items()} for eid, e in exercises.items()
+        },
+    }
+
+
+def streaming_summary(run_all: dict[str, Any]) -> dict[str, Any]:
+    """integration/02's latency and throughput, as the pattern measured them inside `expert run all`."""
+    pattern = next((p for p in run_all.get("patterns", []) if p["id"] == "integration/02"), None)
+    if pattern is None:
+        return {}
+    figures = {f["label"]: f for f in pattern["figures"]}
+
+    def value(label: str) -> float | None:
+        figure = figures.get(label)
+        return figure["value"] if figure and isinstance(figure["value"], int | float) else None
+
+    return {
+        "microbatch_p95_ms": value(STREAMING_FIGURES["microbatch_p95_ms"]),
+        "drain_records_per_s": value(STREAMING_FIGURES["drain_records_per_s"]),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
