@@ -2,6 +2,8 @@
 # Install the optional external tools some tests use. Idempotent: skips what is already there.
 #   chromium   headless rendering check of the BI dashboard (integration/01)      Debian package
 #   promtool   Prometheus rule and exposition checks (databricks/02)              Debian package "prometheus"
+#   prometheus the real Prometheus server databricks/02 evaluates its rules with  Debian package "prometheus"
+#   prometheus-alertmanager  Alertmanager, routing databricks/02's alerts         Debian package "prometheus-alertmanager"
 #   actionlint GitHub Actions workflow lint (databricks/03)                       go install
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +14,8 @@ sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/de
 
 missing_debs=()
 command -v chromium >/dev/null 2>&1 || missing_debs+=(chromium)
-command -v promtool >/dev/null 2>&1 || missing_debs+=(prometheus)
+command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || missing_debs+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || command -v alertmanager >/dev/null 2>&1 || missing_debs+=(prometheus-alertmanager)
 if [ ${#missing_debs[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1; then
     echo "Installing Debian packages: ${missing_debs[*]}"
@@ -32,7 +35,7 @@ if ! command -v actionlint >/dev/null 2>&1 && [ ! -x .cache/bin/actionlint ]; th
   fi
 fi
 
-for tool in chromium promtool; do command -v "$tool" >/dev/null && echo "ok: $tool ($(command -v "$tool"))"; done
+for tool in chromium promtool prometheus prometheus-alertmanager; do command -v "$tool" >/dev/null && echo "ok: $tool ($(command -v "$tool"))"; done
 for tool in actionlint; do
   if command -v "$tool" >/dev/null; then echo "ok: $tool ($(command -v "$tool"))"; elif [ -x ".cache/bin/$tool" ]; then echo "ok: $tool (.cache/bin/$tool)"; fi
 done

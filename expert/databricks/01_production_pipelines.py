@@ -12,8 +12,8 @@ Learning objectives:
 - Enforce data-quality expectations (warn / drop / fail) with a quarantine table
 - Deduplicate, MERGE upserts and build an SCD type 2 dimension with Change Data Feed
 - Build gold aggregates incrementally from the change feed
-- Operate Delta tables: OPTIMIZE + ZORDER with measured skipping, VACUUM, history, time travel,
-  RESTORE
+- Operate Delta tables: OPTIMIZE with ZORDER and with liquid clustering (CLUSTER BY), skipping
+  measured for both, VACUUM, history, time travel, RESTORE
 
 Run it:
     python expert/databricks/01_production_pipelines.py [--rows N] [--batches N] [--root URI]
@@ -63,7 +63,15 @@ from expert.lakehouse.ground_truth import (
     mismatched_rows,
     recomputed,
 )
-from expert.lakehouse.skipping import busiest_customer, measure_layout, small_files, target_file_size
+from expert.lakehouse.skipping import (
+    LayoutMeasurement,
+    busiest_customer,
+    clustering_columns,
+    measure_layout,
+    report_skipping,
+    small_files,
+    target_file_size,
+)
 from expert.runtime.data import DirtReport, EcommerceWorld
 from expert.runtime.pattern import PatternRun, run_pattern
 
@@ -72,7 +80,8 @@ if TYPE_CHECKING:
 
 SOURCE_TABLES = {"clickstream": SILVER_EVENTS, "orders": SILVER_ORDERS, "customers": DIM_CUSTOMER}
 TRUTH_KEYS = {"clickstream": "events", "orders": "orders", "customers": "customers"}
-ZORDER_COLUMNS = ("customer_id", "event_date")
+LAYOUT_KEYS = ("customer_id", "event_date")
+"""The columns the selective queries filter on: the ZORDER BY columns and the liquid clustering keys."""
 SMALL_FILES = 48
 """How many small files the operations table starts with (what many small appends leave behind)."""
 LISTING_PARALLELISM = 4
@@ -116,17 +125,11 @@ def ingest_and_refine(
 ) -> MedallionResult:
     """First pipeline run: bronze streams, silver expectations + MERGE + SCD2, gold from the change feed."""
     run.stand_in("Unity Catalog tables", "path-based Delta tables under one root (delta.`<path>` in SQL)")
+    run.stand_in("Auto Loader (cloudFiles)", "file-source streams, trigger(availableNow=True), a checkpoint each")
+    run.stand_in("Lakeflow expectations", "expectations in foreachBatch, dropped rows to a quarantine table")
     run.stand_in(
-        "Auto Loader (cloudFiles)",
-        "a Structured Streaming file source with trigger(availableNow=True) and one checkpoint per source",
-    )
-    run.stand_in(
-        "Lakeflow expectations (@dlt.expect, expect_or_drop, expect_or_fail)",
-        "expectations applied in foreachBatch, dropped rows written to a quarantine table",
-    )
-    run.stand_in(
-        "materialized views with incremental refresh",
-        "gold recomputed for the days silver's change data feed touched, the processed version kept in a state table",
+        "incrementally refreshed materialized views",
+        "gold recomputed for the days silver's change feed touched, version in a state table",
     )
     result = run_medallion(run.spark, layout)
     add_totals(totals, result)
@@ -175,17 +178,11 @@ def show_bronze_metadata(run: PatternRun, layout: MedallionLayout) -> None:
 
 def show_silver(run: PatternRun, result: MedallionResult) -> None:
     """Expectation outcomes per rule and action, and where the rows went."""
-    rows = []
-    for table, outcome in result.silver.tables.items():
-        for rule, count in outcome.quality.violations.items():
-            rows.append(
-                {
-                    "table": table,
-                    "expectation": rule,
-                    "action": outcome.quality.actions[rule].value,
-                    "violations": count,
-                }
-            )
+    rows = [
+        {"table": table, "expectation": rule, "action": outcome.quality.actions[rule].value, "violations": count}
+        for table, outcome in result.silver.tables.items()
+        for rule, count in outcome.quality.violations.items()
+    ]
     run.table(rows, title="silver expectations (first run)", max_rows=20)
     run.note("warn keeps and counts; drop quarantines with the rule name; fail stops the micro-batch before any write.")
 
@@ -212,8 +209,7 @@ def demonstrate_fail_expectation(run: PatternRun, layout: MedallionLayout) -> No
         "a fail expectation stops the batch and names the rule and row count",
         stopped
         and caught is not None
-        and caught.rule == "known_event_type"
-        and caught.rows == expected
+        and (caught.rule, caught.rows) == ("known_event_type", expected)
         and expected > 0,
         f"rule={caught.rule if caught else None}, rows={caught.rows if caught else 0}, expected {expected}",
     )
@@ -388,7 +384,7 @@ def prove_idempotent(run: PatternRun, layout: MedallionLayout, gold_before: dict
     )
 
 
-def zorder_and_measure(run: PatternRun, layout: MedallionLayout) -> tuple[str, int]:
+def zorder_and_measure(run: PatternRun, layout: MedallionLayout) -> tuple[LayoutMeasurement, LayoutMeasurement]:
     """OPTIMIZE + ZORDER a table of many small files; measure files read by a selective query."""
     spark = run.spark
     location = layout.table("ops_events")
@@ -397,29 +393,15 @@ def zorder_and_measure(run: PatternRun, layout: MedallionLayout) -> tuple[str, i
     before = measure_layout(spark, location, customer, "many small files")
     target = target_file_size(before.detail, OPTIMIZED_FILES)
     with temporary_conf(spark, {"spark.databricks.delta.optimize.maxFileSize": str(target)}):
-        spark.sql(f"OPTIMIZE delta.`{location}` ZORDER BY ({', '.join(ZORDER_COLUMNS)})").collect()
-    after = measure_layout(spark, location, customer, f"OPTIMIZE ZORDER BY {', '.join(ZORDER_COLUMNS)}")
+        spark.sql(f"OPTIMIZE delta.`{location}` ZORDER BY ({', '.join(LAYOUT_KEYS)})").collect()
+    after = measure_layout(spark, location, customer, f"OPTIMIZE ZORDER BY {', '.join(LAYOUT_KEYS)}")
     run.table(
         [before.row(), after.row()],
         title=f"files read by `WHERE customer_id = {customer}` (scan node SQL metric 'number of files read')",
     )
-    how = "FileSourceScanExec numFiles metric"
-    run.figure("files read before Z-order", before.scan.files_read, f"of {before.detail.files}", how=how, key=True)
-    run.figure("files read after Z-order", after.scan.files_read, f"of {after.detail.files}", how=how, key=True)
-    skipped = 1 - after.scan.files_read / after.detail.files
-    run.figure(
-        "data skipped after Z-order",
-        round(100 * skipped, 1),
-        "% of files",
-        how="1 - files read / files in table",
-        key=True,
-    )
-    run.figure(
-        "bytes read reduction",
-        round(before.scan.bytes_read / max(1, after.scan.bytes_read), 1),
-        "x",
-        how="FileSourceScanExec filesSize before / after",
-    )
+    report_skipping(run, "Z-order", before, after)
+    reduction = round(before.scan.bytes_read / max(1, after.scan.bytes_read), 1)
+    run.figure("bytes read reduction", reduction, "x", how="FileSourceScanExec filesSize before / after")
     run.check(
         "the selective query returns the same answer before and after",
         sorted(before.answer) == sorted(after.answer),
@@ -430,7 +412,56 @@ def zorder_and_measure(run: PatternRun, layout: MedallionLayout) -> tuple[str, i
         before.scan.files_read == before.detail.files and after.scan.files_read < after.detail.files / 2,
         f"before: {before.scan.files_read}/{before.detail.files} files read; after: {after.scan.files_read}/{after.detail.files}",
     )
-    return location, before.detail.version
+    return before, after
+
+
+def cluster_and_measure(run: PatternRun, layout: MedallionLayout, zordered: LayoutMeasurement) -> None:
+    """The same rows as a liquid-clustered table: CLUSTER BY at creation, OPTIMIZE clusters, ALTER changes keys."""
+    spark = run.spark
+    location, keys = layout.table("ops_events_clustered"), ", ".join(LAYOUT_KEYS)
+    spark.sql(
+        f"CREATE TABLE delta.`{location}` USING delta CLUSTER BY ({keys}) "
+        f"AS SELECT /*+ REPARTITION({SMALL_FILES}) */ * FROM {layout.sql(SILVER_EVENTS)}"
+    )
+    before = measure_layout(spark, location, zordered.customer, f"CLUSTER BY ({keys}), not yet optimized")
+    target = target_file_size(before.detail, OPTIMIZED_FILES)
+    with temporary_conf(spark, {"spark.databricks.delta.optimize.maxFileSize": str(target)}):
+        spark.sql(f"OPTIMIZE delta.`{location}`").collect()
+    after = measure_layout(spark, location, zordered.customer, "OPTIMIZE (clusters by the table's keys)")
+    run.table(
+        [zordered.row(), before.row(), after.row()], title="the same query on the Z-ordered and the clustered table"
+    )
+    report_skipping(run, "liquid clustering", before, after)
+    run.check(
+        "liquid clustering lets Delta skip most files for the same query, with the same answer",
+        before.scan.files_read == before.detail.files
+        and after.scan.files_read < after.detail.files / 2
+        and sorted(after.answer) == sorted(zordered.answer),
+        f"before OPTIMIZE: {before.scan.files_read}/{before.detail.files} files read; after: "
+        f"{after.scan.files_read}/{after.detail.files} (Z-order: {zordered.scan.files_read}/{zordered.detail.files})",
+    )
+    spark.sql(f"ALTER TABLE delta.`{location}` CLUSTER BY (event_date)")
+    altered, columns = table_detail(spark, location), clustering_columns(spark, location)
+    run.check(
+        "ALTER TABLE … CLUSTER BY changes the keys in the table's metadata, rewriting no file",
+        columns == ["event_date"]
+        and altered.files == after.detail.files
+        and altered.version == after.detail.version + 1,
+        f"keys now {columns}; {altered.files} files before and after; version {after.detail.version} → {altered.version}",
+    )
+    run.note(
+        "Choose ZORDER for partitioned tables or readers and writers older than Delta 3.1: its keys go with each OPTIMIZE. "
+        "Choose liquid clustering for new tables: the keys live in the table, change without a rewrite, and "
+        "OPTIMIZE needs no arguments; it excludes partitioning and ZORDER and needs writer version 7."
+    )
+    run.cloud_only_step(
+        "databricks",
+        "ALTER TABLE main.lake.silver_events CLUSTER BY AUTO;\nOPTIMIZE main.lake.silver_events;",
+        "automatic liquid clustering needs Unity Catalog managed tables with predictive optimization",
+        kind="automatic liquid clustering",
+        language="sql",
+        purpose="let Databricks choose and change the clustering keys from the table's query history",
+    )
 
 
 def vacuum(run: PatternRun, location: str, old_version: int) -> None:
@@ -466,16 +497,9 @@ def vacuum(run: PatternRun, location: str, old_version: int) -> None:
         old_readable = True
     except Exception:
         old_readable = False
-    run.table(
-        [
-            {
-                "files no longer referenced": candidates,
-                "deleted by VACUUM": candidates - remaining,
-                f"version {old_version} still readable": old_readable,
-            }
-        ],
-        title="VACUUM RETAIN 0 HOURS (demo only; production keeps the 7-day default)",
-    )
+    row = {"files no longer referenced": candidates, "deleted by VACUUM": candidates - remaining}
+    row[f"version {old_version} still readable"] = old_readable
+    run.table([row], title="VACUUM RETAIN 0 HOURS (demo only; production keeps the 7-day default)")
     run.check(
         "VACUUM removed the small files OPTIMIZE replaced, and time travel to before it is gone",
         candidates >= SMALL_FILES and remaining == 0 and not old_readable,
@@ -520,24 +544,13 @@ def bad_write_and_restore(run: PatternRun, layout: MedallionLayout) -> None:
     wrong_then = mismatched_rows(gold_frame(spark, layout, GOLD_DAILY_SALES, version=good), expected)
     spark.sql(f"RESTORE TABLE delta.`{location}` TO VERSION AS OF {good}").collect()
     wrong_after = mismatched_rows(gold_frame(spark, layout, GOLD_DAILY_SALES), expected)
+    states = (
+        (good, "last good (read with VERSION AS OF)", wrong_then),
+        (bad, "after a backfill appended 5 days twice", wrong_now),
+        (bad + 1, f"RESTORE TO VERSION AS OF {good}", wrong_after),
+    )
     run.table(
-        [
-            {
-                "version": good,
-                "state": "last good (read with VERSION AS OF)",
-                "rows differing from recompute": wrong_then,
-            },
-            {
-                "version": bad,
-                "state": "after a backfill appended 5 days twice",
-                "rows differing from recompute": wrong_now,
-            },
-            {
-                "version": bad + 1,
-                "state": f"RESTORE TO VERSION AS OF {good}",
-                "rows differing from recompute": wrong_after,
-            },
-        ],
+        [{"version": v, "state": state, "rows differing from recompute": n} for v, state, n in states],
         title="gold_daily_sales: bad write, time travel, RESTORE",
     )
     last = history(spark, location, 1)[0]
@@ -647,11 +660,12 @@ def body(run: PatternRun) -> None:
     prove_idempotent(run, layout, gold)
 
     run.step(
-        "Operate: OPTIMIZE + ZORDER (measured), VACUUM",
-        why="many small files slow every query; compaction with co-location lets Delta skip files",
+        "Operate: ZORDER and liquid clustering (measured), VACUUM",
+        why="many small files slow every query; co-locating rows by the filtered columns lets Delta skip files",
     )
-    ops_table, small_files_version = zorder_and_measure(run, layout)
-    vacuum(run, ops_table, small_files_version)
+    small_files_state, zordered = zorder_and_measure(run, layout)
+    cluster_and_measure(run, layout, zordered)
+    vacuum(run, small_files_state.location, small_files_state.detail.version)
 
     run.step(
         "Operate: history, a bad write, time travel and RESTORE",

@@ -7,30 +7,39 @@ the way a platform team does, breaks it on purpose, and shows the alerts fire, r
 webhook, and resolve, each pointing to a runbook that says what to do.
 
 Learning objectives:
-- Collect streaming, Delta, data-quality, freshness and volume metrics from a real pipeline
+- Collect streaming, Delta, data-quality, freshness and volume metrics from a real pipeline, and
+  warehouse credits, queueing and failed queries from Snowflake's ACCOUNT_USAGE
 - Expose them in Prometheus format with alert rules and a Grafana dashboard
-- Evaluate alerts, deliver them to a webhook, inject a fault and watch an alert fire and resolve
+- Let Prometheus evaluate the rules and Alertmanager deliver to a webhook; inject a fault and
+  watch alerts go pending, fire and resolve
 
 Run it:
     python expert/databricks/02_monitoring.py [--rows N]
     expert run databricks/02
 
-Locally: PySpark + Delta Lake, prometheus_client serving /metrics on 127.0.0.1, a webhook
-receiver on 127.0.0.1 standing in for PagerDuty/Slack, and `promtool` (Debian's `prometheus`
-package) when installed. The pipeline (bronze and silver; gold is databricks/01's subject) runs on
-a simulated schedule: runs are 10 simulated minutes apart and rules are evaluated every 5, so a
-20-minute outage takes seconds; every metric value is computed from what the pipeline really did. With credentials in .env: ALERT_WEBHOOK_URL receives
-the alerts, and DATABRICKS_* reads job runs and `system` tables through databricks-sdk.
+Locally: PySpark + Delta Lake, prometheus_client, Prometheus and Alertmanager (Debian's
+`prometheus` and `prometheus-alertmanager`, from `make tools`) on 127.0.0.1, a webhook receiver on
+127.0.0.1 standing in for PagerDuty/Slack, and a generated month of ACCOUNT_USAGE in the local
+Snowflake engine. The pipeline (bronze and silver; gold is databricks/01's subject) runs on a
+simulated schedule: runs 10 simulated minutes apart, rules every 5, so a 20-minute outage takes
+seconds; every metric value is computed from what the pipeline and the usage history really hold.
+Without Prometheus installed, an in-process evaluator with its semantics stands in (said so in
+the output). With credentials in .env: ALERT_WEBHOOK_URL receives the alerts, the same SQL reads
+the account's ACCOUNT_USAGE, and DATABRICKS_* reads job runs and `system` tables.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from prometheus_client import generate_latest
 
 from expert.lakehouse import (
     BRONZE_TABLES,
@@ -45,6 +54,16 @@ from expert.lakehouse import (
     run_bronze,
     run_silver,
 )
+from expert.lakehouse.alert_replay import (
+    AlertHistory,
+    await_deliveries,
+    deliver_transitions,
+    delivered,
+    expected_deliveries,
+    in_process_history,
+    prometheus_history,
+    replay,
+)
 from expert.lakehouse.delta_ops import history, table_detail
 from expert.lakehouse.faults import inject_malformed, malformed_lines
 from expert.lakehouse.monitoring import (
@@ -54,27 +73,52 @@ from expert.lakehouse.monitoring import (
     StreamMetricsListener,
     Transition,
     WebhookReceiver,
-    alertmanager_payload,
     deliver,
     grafana_dashboard,
     json_log,
     load_rules,
     referenced_metrics,
+    registry_samples,
 )
 from expert.lakehouse.promtool import RulesUnitTest, promtool_binary, rules_unit_test, run_promtool
+from expert.lakehouse.snowflake_metrics import (
+    SnowflakeMetrics,
+    collect,
+    generated_account_usage,
+    load_account_usage,
+    queued_over,
+)
 from expert.runtime.data import EcommerceWorld
 from expert.runtime.pattern import PatternRun, run_pattern
+from expert.runtime.prometheus import (
+    ExpositionServer,
+    alertmanager,
+    prometheus,
+    scaled_rules,
+    seconds_to_duration,
+    stack_installed,
+)
 
 if TYPE_CHECKING:
     import logging
 
     from pyspark.sql import SparkSession
 
+    from expert.runtime.snowflake import SnowflakeSession
+
 RULES_FILE = Path(__file__).resolve().parent / "observability" / "alert_rules.yml"
 RUN_INTERVAL_S = 600
 """Simulated time between scheduled pipeline runs (10 minutes)."""
 EVAL_INTERVAL_S = 300
 """Simulated time between rule evaluations (5 minutes, the rule group's interval)."""
+SPEEDUP = 150
+"""Prometheus runs the scenario this much faster than simulated time: one 5-minute evaluation every 2 s."""
+SCRAPE_INTERVAL_S = 0.25
+STARTS_AT = datetime(2026, 1, 1, 8, 40)
+"""Simulated time 0 in the generated usage history: the 09:00 report rush on BI_WH comes 20 minutes in.
+On an account, the same clock time yesterday (UTC): ACCOUNT_USAGE lags behind the present."""
+USAGE_QUERIES = 6_000
+"""Queries in the generated month of ACCOUNT_USAGE (the 09:00 rush does not depend on it)."""
 FAULT_MALFORMED_RATE = 0.15
 """Share of extra truncated lines injected into the clickstream file of the faulty run."""
 WATCHED_TABLES = (SILVER_EVENTS, SILVER_ORDERS, DIM_CUSTOMER)
@@ -188,12 +232,15 @@ def record_delta(spark: SparkSession, metrics: PipelineMetrics, layout: Medallio
 
 @dataclass
 class Observation:
-    """What the scenario produced: per-tick samples, alert transitions, deliveries, run facts."""
+    """What the scenario produced: per-evaluation samples and expositions, the evaluator's alerts, run facts."""
 
     ticks: list[tuple[float, list[Sample]]] = field(default_factory=list)
+    expositions: list[bytes] = field(default_factory=list)
+    """What /metrics exposed at each evaluation (the pipeline's and Snowflake's metrics)."""
     transitions: list[Transition] = field(default_factory=list)
-    statuses: list[int] = field(default_factory=list)
     runs: list[dict[str, Any]] = field(default_factory=list)
+    warehouses: list[dict[str, Any]] = field(default_factory=list)
+    starts_at: datetime = STARTS_AT
     injected: int = 0
     queries: int = 0
     drained: int = 0
@@ -207,15 +254,19 @@ def run_scenario(
     metrics: PipelineMetrics,
     listener: StreamMetricsListener,
     *,
-    webhook_url: str,
+    snowflake: SnowflakeSession,
+    warehouses: SnowflakeMetrics,
     logger: logging.Logger,
 ) -> Observation:
-    """Scheduled runs every 10 simulated minutes, rule evaluation every 5, faults on cue."""
+    """Scheduled runs every 10 simulated minutes, evaluation every 5 (Snowflake read each time), faults on cue."""
     spark = run.spark
     clock, history, seen = SimClock(), SourceHistory(), {}
     evaluator = AlertEvaluator(load_rules(RULES_FILE))
     record_freshness(metrics, clock, history)
     observed = Observation()
+    if not snowflake.is_local:
+        yesterday = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=1)
+        observed.starts_at = datetime.combine(yesterday.date(), STARTS_AT.time())
     ticks = len(SCENARIO) * RUN_INTERVAL_S // EVAL_INTERVAL_S
     for tick in range(ticks):
         clock.now = tick * EVAL_INTERVAL_S
@@ -248,8 +299,11 @@ def run_scenario(
             }
             observed.runs.append(facts)
             logger.info("pipeline_run_completed", extra={"fields": {"sim_time_s": clock.now, **facts}})
-        samples = metrics.samples()
+        usage = collect(warehouses, snowflake, observed.starts_at + timedelta(seconds=clock.now))
+        observed.warehouses += [{"t": f"{clock.now / 60:.0f} min", **row} for row in usage if row["queued s"]]
+        samples = [*metrics.samples(), *registry_samples(warehouses.registry)]
         observed.ticks.append((clock.now, samples))
+        observed.expositions.append(generate_latest(metrics.registry) + generate_latest(warehouses.registry))
         transitions = evaluator.evaluate(samples, clock.now)
         for transition in transitions:
             alert = transition.alert
@@ -257,13 +311,12 @@ def run_scenario(
                 f"alert_{transition.status}",
                 extra={"fields": {"sim_time_s": clock.now, "alertname": alert.rule.name, "labels": alert.labels}},
             )
-        if transitions:
-            observed.statuses.append(deliver(webhook_url, alertmanager_payload(transitions)))
-            observed.transitions.extend(transitions)
+        observed.transitions.extend(transitions)
     return observed
 
 
 def show_runs(run: PatternRun, observed: Observation, listener: StreamMetricsListener) -> None:
+    """What each scheduled run did, and the Snowflake warehouses that made queries wait."""
     run.table(observed.runs, title="scheduled runs (10 simulated minutes apart)", max_rows=len(observed.runs))
     run.check(
         "the listener reported every streaming query of every run",
@@ -279,31 +332,61 @@ def show_runs(run: PatternRun, observed: Observation, listener: StreamMetricsLis
     run.figure(
         "slowest micro-batch", max(p["seconds"] for p in batches), "s", how="progress.batchDuration, all queries"
     )
+    run.table(
+        observed.warehouses,
+        title=f"Snowflake warehouses that queued (ACCOUNT_USAGE from {observed.starts_at:%Y-%m-%d %H:%M})",
+    )
 
 
-def show_alerts(run: PatternRun, observed: Observation) -> None:
-    """Every alert transition, with its runbook; and the checks that they happened when they should."""
-    rows = [
-        {
-            "t": f"{t.at / 60:.0f} min",
-            "alert": t.alert.rule.name,
-            "status": t.status,
-            "labels": ", ".join(f"{k}={v}" for k, v in t.alert.labels.items() if k not in ("alertname", "team")),
-            "runbook": t.alert.annotations.get("runbook_url", ""),
-        }
-        for t in observed.transitions
-    ]
-    run.table(rows, title="alert transitions delivered to the webhook", max_rows=len(rows))
-    fired = {
-        (t.alert.rule.name, t.alert.labels.get("source") or t.alert.labels.get("table"))
-        for t in observed.transitions
-        if t.status == "firing"
-    }
-    resolved = {
-        (t.alert.rule.name, t.alert.labels.get("source") or t.alert.labels.get("table"))
-        for t in observed.transitions
-        if t.status == "resolved"
-    }
+def evaluate_and_deliver(run: PatternRun, observed: Observation, out: Path, receiver: WebhookReceiver) -> AlertHistory:
+    """Prometheus evaluates the repository's rules on what /metrics exposed; Alertmanager delivers them."""
+    if not stack_installed() and os.environ.get("EXPERT_REQUIRE_TOOLS") != "1":
+        run.stand_in(
+            "Prometheus and Alertmanager (not installed: `make tools` installs prometheus, prometheus-alertmanager)",
+            "the in-process evaluator, with Prometheus' `for` semantics, POSTing Alertmanager's payloads itself",
+        )
+        deliver_transitions(observed.transitions, receiver.url)
+        return in_process_history(observed.transitions, delivered(receiver.received))
+    rules = scaled_rules(RULES_FILE, out / "alert_rules.scaled.yml", SPEEDUP)
+    every = seconds_to_duration(EVAL_INTERVAL_S / SPEEDUP)
+    run.say(
+        f"one simulated evaluation every {every}: {rules.name} is {RULES_FILE.name} with every duration / {SPEEDUP}"
+    )
+    with (
+        ExpositionServer().running() as target,
+        alertmanager(out / "alertmanager", receiver.url, group_interval=every) as manager,
+        prometheus(
+            out / "prometheus",
+            rule_files=[rules],
+            scrape_target=target.target,
+            alertmanager_target=manager.target,
+            scrape_interval=seconds_to_duration(SCRAPE_INTERVAL_S),
+            evaluation_interval=every,
+        ) as server,
+    ):
+        run.say(f"Prometheus on {server.url}, Alertmanager on {manager.url}, /metrics on {target.target}")
+        replayed = replay(server, target, observed.expositions, scrape_interval=SCRAPE_INTERVAL_S)
+        times = [at for at, _ in observed.ticks]
+        history = prometheus_history(replayed.states, times, [], SPEEDUP)
+        arrived = await_deliveries(lambda: delivered(receiver.received), expected_deliveries(history), timeout=30)
+        history = prometheus_history(replayed.states, times, delivered(receiver.received), SPEEDUP)
+    run.check(
+        "Alertmanager delivered every alert Prometheus fired and resolved to the webhook",
+        arrived,
+        f"{len(history.delivered)} deliveries in {len(receiver.received)} webhook payloads (version 4)",
+    )
+    run.figure(
+        "Prometheus replay", replayed.seconds, "s", how=f"{len(observed.expositions)} evaluations, start to last"
+    )
+    return history
+
+
+def show_alerts(run: PatternRun, observed: Observation, alerts: AlertHistory, snowflake: SnowflakeSession) -> None:
+    """Every alert state change, delivered or not, with its runbook; and the checks that each happened when it should."""
+    rules = {r.name: r for r in load_rules(RULES_FILE)}
+    runbooks = {name: rule.annotations.get("runbook_url", "") for name, rule in rules.items()}
+    run.table(alerts.rows(runbooks), title=f"alert states from {alerts.producer}", max_rows=len(alerts.changes))
+    fired, resolved = alerts.keys("firing", "Lakehouse"), alerts.keys("resolved", "Lakehouse")
     expected = {
         *((rule, source) for rule in ("LakehouseSourceStale", "LakehouseSourceVolumeDrop") for source in BRONZE_TABLES),
         ("LakehouseDataQualityRegression", SILVER_EVENTS),
@@ -314,15 +397,36 @@ def show_alerts(run: PatternRun, observed: Observation) -> None:
     run.check(
         "every alert resolves once the pipeline is healthy again", resolved == expected, f"resolved: {sorted(resolved)}"
     )
-    stale = next(
-        t for t in observed.transitions if t.alert.rule.name == "LakehouseSourceStale" and t.status == "firing"
-    )
+    stale = ("LakehouseSourceStale", next(iter(BRONZE_TABLES)))
+    pending, firing = alerts.first(stale, "pending"), alerts.first(stale, "firing")
     run.check(
         "SourceStale went through `for: 5m` pending before firing",
-        stale.alert.fired_at is not None
-        and stale.alert.fired_at - stale.alert.active_at >= stale.alert.rule.for_seconds,
-        f"pending at {stale.alert.active_at / 60:.0f} min, firing at {(stale.alert.fired_at or 0) / 60:.0f} min",
+        pending is not None
+        and firing is not None
+        and pending < firing
+        and alerts.pending_to_firing[stale] >= rules[stale[0]].for_seconds,
+        f"pending at {(pending or 0) / 60:.0f} min, firing at {(firing or 0) / 60:.0f} min "
+        f"({alerts.pending_to_firing.get(stale, 0) / 60:.1f} simulated min from active to firing)",
     )
+    ends = [observed.starts_at + timedelta(seconds=t) for t, _ in observed.ticks]
+    rule = rules["SnowflakeWarehouseQueueing"]
+    over = queued_over(snowflake, ends, rule.threshold, consecutive=1 + int(rule.for_seconds // EVAL_INTERVAL_S))
+    queueing = {("SnowflakeWarehouseQueueing", warehouse) for warehouse in over}
+    snowflake_fired = alerts.keys("firing", "Snowflake")
+    run.check(
+        "the 09:00 report rush fires SnowflakeWarehouseQueueing for exactly the warehouses that queued, and it resolves",
+        snowflake_fired == queueing
+        and alerts.keys("resolved", "Snowflake") == queueing
+        and (bool(queueing) or not snowflake.is_local),
+        f"fired {sorted(snowflake_fired)}; over the threshold for `for` + 1 evaluations (pandas, raw rows): {sorted(queueing)}",
+    )
+    if alerts.producer.startswith("Prometheus"):
+        evaluator = in_process_history(observed.transitions, [])
+        run.check(
+            "Prometheus fires and resolves the same alerts as the in-process evaluator",
+            all(alerts.keys(s) == evaluator.keys(s) for s in ("firing", "resolved")),
+            f"{len(alerts.keys('firing'))} fired, {len(alerts.keys('resolved'))} resolved by both",
+        )
     run.check(
         "the injected malformed lines are exactly what the quality rule quarantined",
         observed.quarantined_in_fault_run == observed.malformed_seen and observed.injected > 0,
@@ -333,16 +437,15 @@ def show_alerts(run: PatternRun, observed: Observation) -> None:
         "every rule links to a runbook that exists",
         all(
             (Path(__file__).resolve().parents[2] / r.annotations.get("runbook_url", "missing")).is_file()
-            for r in load_rules(RULES_FILE)
+            for r in rules.values()
         ),
         "docs/runbooks/*.md",
     )
-    run.figure(
-        "alerts fired", sum(t.status == "firing" for t in observed.transitions), how="firing transitions", key=True
-    )
+    run.figure("alerts fired", len(fired), how=f"lakehouse alerts firing ({alerts.producer})", key=True)
+    run.figure("Snowflake alerts fired", len(snowflake_fired), how=f"firing ({alerts.producer})")
 
 
-def export(run: PatternRun, metrics: PipelineMetrics, out: Path) -> tuple[Path, str]:
+def export(run: PatternRun, metrics: PipelineMetrics, warehouses: SnowflakeMetrics, out: Path) -> tuple[Path, str]:
     """Serve /metrics on 127.0.0.1 (scraped once here), write the textfile and the dashboard."""
     import requests
     from prometheus_client import start_http_server, write_to_textfile
@@ -371,7 +474,7 @@ def export(run: PatternRun, metrics: PipelineMetrics, out: Path) -> tuple[Path, 
     dashboard = grafana_dashboard()
     (out / "grafana_dashboard.json").write_text(json.dumps(dashboard, indent=2))
     used = set().union(*(referenced_metrics(t["expr"]) for p in dashboard["panels"] for t in p["targets"]))
-    names = metrics.names()
+    names = metrics.names() | warehouses.names()
     run.check(
         "every dashboard query reads an exported metric",
         used <= names,
@@ -450,16 +553,17 @@ def workspace_monitoring(run: PatternRun) -> None:
             purpose="see which scheduled runs of the pipeline failed, from the Jobs API",
         )
         statement = {
-            "warehouse_id": "<DATABRICKS_WAREHOUSE_ID>",
+            "warehouse_id": "$DATABRICKS_WAREHOUSE_ID",
             "statement": JOB_RUN_TIMELINE_SQL,
             "wait_timeout": "30s",
         }
         run.cloud_only_step(
             "databricks",
-            "POST /api/2.0/sql/statements\n" + json.dumps(statement, indent=2),
+            'curl -sS -X POST "$DATABRICKS_HOST/api/2.0/sql/statements" -H "Authorization: Bearer $DATABRICKS_TOKEN" \\\n'
+            f'  -H "Content-Type: application/json" -d "$(cat <<JSON\n{json.dumps(statement, indent=2)}\nJSON\n)"',
             reason,
             kind="SQL statement execution API: system.lakeflow.job_run_timeline",
-            language="json",
+            language="bash",
             purpose="run history of every job from the system tables, for a dashboard or an alert",
         )
         return
@@ -493,10 +597,10 @@ def body(run: PatternRun) -> None:
     out = run.workdir / "observability"
     out.mkdir(parents=True, exist_ok=True)
     layout = MedallionLayout(str((run.workdir / "lake").resolve()), landing_dir=str(run.workdir / "landing"))
-    metrics = PipelineMetrics()
+    metrics, warehouses = PipelineMetrics(), SnowflakeMetrics()
     listener = StreamMetricsListener(metrics)
 
-    run.step("Instrument the pipeline", why="a pipeline nobody measures fails silently")
+    run.step("Instrument the pipeline and Snowflake", why="a pipeline nobody measures fails silently")
     truth = land_raw(EcommerceWorld(run.rows, seed=run.seed), layout, batches=BATCHES, release=0)
     run.say(f"{BATCHES} batches per source wait in the outbox; each scheduled run that delivers takes the next one.")
     run.say(f"{len(load_rules(RULES_FILE))} alert rules from {RULES_FILE.relative_to(RULES_FILE.parents[3])}")
@@ -506,10 +610,18 @@ def body(run: PatternRun) -> None:
     spark.streams.addListener(listener)
     receiver = WebhookReceiver()
     try:
-        with run.timed() as watch, receiver.running(), json_log(out / "pipeline.jsonl") as logger:
-            cloud_alerts = run.settings.alerts.is_cloud
-            secret = run.settings.alerts.secret("ALERT_WEBHOOK_URL")
-            url = secret.get_secret_value() if cloud_alerts and secret else receiver.url
+        with (
+            run.snowflake() as snowflake,
+            receiver.running(),
+            json_log(out / "pipeline.jsonl") as logger,
+        ):
+            if snowflake.is_local:
+                with run.stand_in(
+                    "SNOWFLAKE.ACCOUNT_USAGE",
+                    "a generated month of QUERY_HISTORY and WAREHOUSE_METERING_HISTORY, loaded into the local engine",
+                ):
+                    loaded = load_account_usage(snowflake, generated_account_usage(USAGE_QUERIES, run.seed))
+                run.say(f"ACCOUNT_USAGE loaded: {loaded}; simulated time 0 is {STARTS_AT:%Y-%m-%d %H:%M}")
 
             run.step(
                 "Run on schedule: healthy, a bad file, stalled, healthy",
@@ -518,38 +630,47 @@ def body(run: PatternRun) -> None:
             run.stand_in(
                 "a Databricks job schedule", "a simulated clock: runs 10 simulated minutes apart, rules every 5"
             )
-            run.stand_in(
-                "Prometheus' rule evaluation",
-                "an in-process evaluator with Prometheus' `for` semantics, replayed through promtool below",
+            with run.timed() as watch:
+                observed = run_scenario(
+                    run, layout, metrics, listener, snowflake=snowflake, warehouses=warehouses, logger=logger
+                )
+            run.figure("scenario wall time", watch.seconds, "s", how=f"{len(SCENARIO)} pipeline runs + metrics")
+            show_runs(run, observed, listener)
+
+            run.step(
+                "Prometheus evaluates, Alertmanager delivers",
+                why="the engine that pages on-call in production must be the one that evaluated the rules here",
             )
-            if not cloud_alerts:
-                run.stand_in("PagerDuty / Slack", "a webhook receiver on 127.0.0.1 that records Alertmanager payloads")
-            observed = run_scenario(run, layout, metrics, listener, webhook_url=url, logger=logger)
+            if not run.settings.alerts.is_cloud:
+                run.stand_in(
+                    "PagerDuty / Slack", "a webhook receiver on 127.0.0.1 that records Alertmanager's payloads"
+                )
+            alerts = evaluate_and_deliver(run, observed, out, receiver)
+            if run.settings.alerts.is_cloud:
+                secret = run.settings.alerts.secret("ALERT_WEBHOOK_URL")
+                statuses = (
+                    [deliver(secret.get_secret_value(), payload) for payload in receiver.received] if secret else []
+                )
+                run.check(
+                    "the real webhook accepted every payload",
+                    bool(statuses) and all(200 <= s < 300 for s in statuses),
+                    f"{len(statuses)} POSTs",
+                )
+
+            run.step(
+                "Alerts: fire, deliver, resolve", why="each alert must fire on its fault, reach on-call, and resolve"
+            )
+            show_alerts(run, observed, alerts, snowflake)
     finally:
         spark.streams.removeListener(listener)
-    run.figure("scenario wall time", watch.seconds, "s", how=f"{len(SCENARIO)} pipeline runs + metrics")
-    show_runs(run, observed, listener)
-
-    run.step("Alerts: fire, deliver, resolve", why="each alert must fire on its fault, reach on-call, and resolve")
-    show_alerts(run, observed)
-    delivered_ok = all(200 <= s < 300 for s in observed.statuses)
-    if run.settings.alerts.is_cloud:
-        run.check("the real webhook accepted every delivery", delivered_ok, f"{len(observed.statuses)} POSTs")
-    else:
-        kinds = [a["status"] for p in receiver.received for a in p["alerts"]]
-        run.check(
-            "the local webhook received every transition in Alertmanager format",
-            delivered_ok
-            and len(kinds) == len(observed.transitions)
-            and all(p["version"] == "4" for p in receiver.received),
-            f"{len(receiver.received)} POSTs, {kinds.count('firing')} firing, {kinds.count('resolved')} resolved",
-        )
 
     run.step("Expose: Prometheus, Grafana, logs", why="dashboards and log searches read what the pipeline exposes")
-    textfile, _ = export(run, metrics, out)
+    textfile, _ = export(run, metrics, warehouses, out)
     check_logs(run, out / "pipeline.jsonl")
 
-    run.step("Verify with the real Prometheus tooling", why="our rule evaluation is only trusted if Prometheus agrees")
+    run.step(
+        "Verify with the real Prometheus tooling", why="the in-process evaluator is only trusted if Prometheus agrees"
+    )
     verify_with_promtool(run, out, textfile, observed)
 
     run.step("On Databricks", why="the same questions asked of the workspace: job runs and system tables")

@@ -25,8 +25,9 @@ Run it:
 
 Locally: Spark + Delta Lake for the releases, schemachange against fakesnow's Snowflake server on
 127.0.0.1, `terraform fmt` and actionlint when installed; the validators (bundle, cluster policy,
-schedule, Terraform, workflow) live in `expert.release`. With credentials in .env: the job is
-created or reset through the SDK, schemachange migrates the account; `--apply-infra` applies Terraform.
+schedule, Terraform, workflow) live in `expert.release`. With credentials in .env: the Databricks CLI
+deploys the bundle (`databricks bundle validate` + `deploy`, as the deploy workflow does), schemachange
+migrates the account; `--apply-infra` applies Terraform.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from expert.lakehouse import (
     run_medallion,
 )
 from expert.lakehouse.ground_truth import daily_sales_match, expected_daily_sales
-from expert.release import bundle, gate, migrations, report, terraform, workflow
+from expert.release import bundle, bundle_cli, gate, migrations, report, terraform, workflow
 from expert.release.audit import audit_table, load_contracts
 from expert.release.environments import Environments
 from expert.release.gold import Release, ReleaseOutcome, gold_verifier, with_spec
@@ -290,7 +291,7 @@ def deploy_to_staging(
 ) -> tuple[Environments, Any]:
     """Deploy everything a release needs, then run the whole pipeline in the staging environment."""
     apply_infrastructure(run)
-    deploy_job_to_target(run, resolved)
+    deploy_bundle(run, resolved)
     snowflake_migrations(run, env, session, SNOWFLAKE_DATABASES["staging"])
     world = EcommerceWorld(run.rows, seed=run.seed)
     staging = MedallionLayout.local(run.workdir / "staging")
@@ -327,24 +328,29 @@ def apply_infrastructure(run: PatternRun) -> None:
         )
 
 
-def deploy_job_to_target(run: PatternRun, resolved: Mapping[str, bundle.TargetJob]) -> None:
-    """Deploy the job of `--target` through the SDK in cloud mode; locally show the exact payload."""
-    chosen = resolved[run.args.target]
+def deploy_bundle(run: PatternRun, resolved: Mapping[str, bundle.TargetJob]) -> None:
+    """`databricks bundle validate`, then `deploy`, for `--target`: the deploy workflow's own two commands."""
+    target = run.args.target
+    steps = bundle_cli.commands(target, run.args.var)
     if run.settings.databricks.is_cloud:
-        from expert.release.jobs_api import create_or_reset_job
-        from expert.runtime.databricks import connect_workspace
-
-        done = create_or_reset_job(connect_workspace(run.settings.databricks), chosen.settings)
-        run.say(f"{'created' if done.created else 'reset'} job {chosen.settings['name']!r} (job_id {done.job_id})")
-        run.check("exactly one job with this name exists", done.jobs_with_this_name == 1)
+        for result in bundle_cli.run(steps, BUNDLE_DIR, run.settings.databricks):
+            run.check(f"`{result.command}` succeeds", result.exit_code == 0, result.output or "no output")
         return
+    reason = "no Databricks workspace is configured (set DATABRICKS_HOST and a token in .env)"
     run.cloud_only_step(
-        "databricks job",
-        json.dumps(chosen.settings, indent=2),
-        "no Databricks workspace is configured (set DATABRICKS_HOST and a token in .env)",
-        kind=f"jobs.reset or jobs.create: the {run.args.target} target's job settings",
+        "databricks bundle",
+        bundle_cli.as_script(steps, BUNDLE_DIR, PROJECT_ROOT),
+        reason,
+        kind=f"validate and deploy the {target} target",
+        language="bash",
+        purpose="create or update the job exactly as the bundle defines it, tracked in the bundle's deployment state",
+    )
+    run.cloud_only_step(
+        "databricks bundle",
+        json.dumps(resolved[target].settings, indent=2),
+        reason,
+        kind=f"the job `bundle deploy -t {target}` creates (resolved here from the bundle files)",
         language="json",
-        purpose=f"jobs.list(name={chosen.settings['name']!r}), then reset that job or create it",
     )
 
 
@@ -587,18 +593,6 @@ def serve_live_gold(run: PatternRun, env: Environments, sf_env: Mapping[str, str
     run.table(monthly, title="GOLD.MONTHLY_REVENUE (the repeatable migration's view)")
 
 
-ENVIRONMENT_PROTECTION = """\
-gh api -X PUT repos/{owner}/{repo}/environments/production --input - <<'JSON'
-{
-  "wait_timer": 0,
-  "prevent_self_review": true,
-  "reviewers": [{"type": "Team", "id": <data-platform team id>}],
-  "deployment_branch_policy": {"protected_branches": false, "custom_branch_policies": true}
-}
-JSON
-gh api -X POST repos/{owner}/{repo}/environments/production/deployment-branch-policies -f name=main -f type=branch"""
-
-
 def deployment_workflow(run: PatternRun) -> None:
     """Check the repository's own deploy workflow: structure here, everything else with actionlint."""
     text = WORKFLOW_FILE.read_text()
@@ -619,7 +613,7 @@ def deployment_workflow(run: PatternRun) -> None:
         run.note("actionlint is not installed (`make tools`): the workflow's expressions and shell are not linted here")
     run.cloud_only_step(
         "github",
-        ENVIRONMENT_PROTECTION,
+        workflow.PRODUCTION_PROTECTION,
         "environment protection rules are repository settings on GitHub, not part of the workflow file",
         kind="environment protection for production",
         language="bash",

@@ -8,7 +8,7 @@ Prometheus exposition format with `prometheus_client`, evaluates Prometheus aler
 them, and delivers alerts in Alertmanager's webhook format (what PagerDuty, Slack and Opsgenie
 integrations consume).
 
-The local rule evaluator understands exactly one expression form, a comparison of one metric
+The in-process rule evaluator understands exactly one expression form, a comparison of one metric
 (with optional equality label matchers) against a number: `metric{label="v"} > 0.05`. Every rule
 shipped here uses that form, so the local evaluation is faithful to Prometheus' (same `for`
 semantics: pending first, firing once the condition has held for the duration); anything else is
@@ -33,6 +33,8 @@ from typing import Any
 import yaml
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pyspark.sql.streaming import StreamingQueryListener
+
+from expert.runtime.prometheus import parse_duration
 
 NAMESPACE = "lakehouse"
 
@@ -119,9 +121,7 @@ class PipelineMetrics:
 
     def samples(self) -> list[Sample]:
         """Every current sample, as Prometheus would scrape it."""
-        return [
-            Sample(s.name, dict(s.labels), float(s.value)) for family in self.registry.collect() for s in family.samples
-        ]
+        return registry_samples(self.registry)
 
     def names(self) -> set[str]:
         """Every sample name the registry can expose (declared, even before a labelled child exists)."""
@@ -136,6 +136,11 @@ class Sample:
     name: str
     labels: dict[str, str]
     value: float
+
+
+def registry_samples(registry: CollectorRegistry) -> list[Sample]:
+    """Every current sample of a registry, as Prometheus would scrape it."""
+    return [Sample(s.name, dict(s.labels), float(s.value)) for family in registry.collect() for s in family.samples]
 
 
 class StreamMetricsListener(StreamingQueryListener):
@@ -186,8 +191,6 @@ class StreamMetricsListener(StreamingQueryListener):
 
 # ---------------------------------------------------------------------------------- alert rules
 
-DURATION = re.compile(r"^(\d+)(ms|s|m|h|d|w|y)$")
-UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 EXPRESSION = re.compile(
     r"^\s*(?P<metric>[a-zA-Z_:][a-zA-Z0-9_:]*)\s*(?:\{(?P<matchers>[^}]*)\})?\s*"
     r"(?P<op>>=|<=|==|!=|>|<)\s*(?P<threshold>-?\d+(?:\.\d+)?(?:e-?\d+)?)\s*$"
@@ -202,14 +205,6 @@ COMPARE = {
     "!=": lambda a, b: a != b,
 }
 LABEL_TEMPLATE = re.compile(r"\{\{\s*\$labels\.([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}")
-
-
-def parse_duration(text: str) -> float:
-    """A Prometheus duration (`5m`, `30s`, `1h`) in seconds."""
-    match = DURATION.match(text.strip())
-    if not match:
-        raise ValueError(f"not a Prometheus duration: {text!r}")
-    return int(match.group(1)) * UNIT_SECONDS[match.group(2)]
 
 
 @dataclass(frozen=True)
@@ -467,6 +462,9 @@ DASHBOARD_PANELS: tuple[Panel, ...] = (
     ),
     Panel("Delta data files", "lakehouse_delta_table_files", "short", "{{table}}"),
     Panel("Pipeline run duration", "lakehouse_pipeline_last_run_duration_seconds", "s", "last run"),
+    Panel("Snowflake credits, last hour", "snowflake_warehouse_credits_last_hour", "short", "{{warehouse}}"),
+    Panel("Snowflake queued share", "snowflake_warehouse_queued_ratio", "percentunit", "{{warehouse}}"),
+    Panel("Snowflake failed queries", "snowflake_warehouse_failed_queries", "short", "{{warehouse}}"),
 )
 
 
@@ -500,7 +498,7 @@ def grafana_dashboard(
     }
 
 
-METRIC_NAME = re.compile(r"\b(lakehouse_[a-z0-9_]+)")
+METRIC_NAME = re.compile(r"\b((?:lakehouse|snowflake)_[a-z0-9_]+)")
 
 
 def referenced_metrics(expr: str) -> set[str]:

@@ -16,6 +16,8 @@ from expert.lakehouse.delta_ops import ScanMetrics, TableDetail, measure_scan, t
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
+    from expert.runtime.pattern import PatternRun
+
 
 def small_files(spark: SparkSession, source: str, files: int) -> DataFrame:
     """The rows of the Delta table at `source`, spread over `files` partitions (so many small files)."""
@@ -42,12 +44,19 @@ def target_file_size(detail: TableDetail, files: int) -> int:
 
 @dataclass(frozen=True)
 class LayoutMeasurement:
-    """The table's files and what the selective query read, in one layout state."""
+    """The table's files and what the selective query for `customer` read, in one layout state."""
 
     state: str
+    location: str
+    customer: int
     detail: TableDetail
     scan: ScanMetrics
     answer: list[Any]
+
+    @property
+    def skipped(self) -> float:
+        """Share of the table's files the query did not open."""
+        return 1 - self.scan.files_read / self.detail.files
 
     def row(self) -> dict[str, Any]:
         return {
@@ -62,4 +71,26 @@ def measure_layout(spark: SparkSession, location: str, customer: int, state: str
     """`DESCRIBE DETAIL` of the table, then the selective query with its scan metrics."""
     detail = table_detail(spark, location)
     answer, scan = measure_scan(selective_query(spark, location, customer))
-    return LayoutMeasurement(state, detail, scan, answer)
+    return LayoutMeasurement(state, location, customer, detail, scan, answer)
+
+
+def clustering_columns(spark: SparkSession, location: str) -> list[str]:
+    """The liquid clustering keys a Delta table keeps in its metadata (`DESCRIBE DETAIL`), [] for none."""
+    row = spark.sql(f"DESCRIBE DETAIL delta.`{location}`").select("clusteringColumns").first()
+    return list(row["clusteringColumns"] or []) if row is not None else []
+
+
+def report_skipping(run: PatternRun, layout_name: str, before: LayoutMeasurement, after: LayoutMeasurement) -> None:
+    """The key figures of one layout change: files read before and after, and the share skipped."""
+    how = "FileSourceScanExec numFiles metric"
+    run.figure(
+        f"files read before {layout_name}", before.scan.files_read, f"of {before.detail.files}", how=how, key=True
+    )
+    run.figure(f"files read after {layout_name}", after.scan.files_read, f"of {after.detail.files}", how=how, key=True)
+    run.figure(
+        f"data skipped after {layout_name}",
+        round(100 * after.skipped, 1),
+        "% of files",
+        how="1 - files read / files in table",
+        key=True,
+    )

@@ -16,6 +16,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+PRODUCTION_PROTECTION = """\
+gh api -X PUT repos/{owner}/{repo}/environments/production --input - <<'JSON'
+{
+  "wait_timer": 0,
+  "prevent_self_review": true,
+  "reviewers": [{"type": "Team", "id": <data-platform team id>}],
+  "deployment_branch_policy": {"protected_branches": false, "custom_branch_policies": true}
+}
+JSON
+gh api -X POST repos/{owner}/{repo}/environments/production/deployment-branch-policies -f name=main -f type=branch"""
+"""The `production` environment's protection (a repository setting, not part of the workflow file):
+a reviewer of the data-platform team, and deployments from main only."""
 PROMOTION_ORDER = ("test", "deploy-staging", "verify-staging", "deploy-production")
 ENVIRONMENTS = {"deploy-staging": "staging", "verify-staging": "staging", "deploy-production": "production"}
 

@@ -64,6 +64,28 @@ def test_zorder_skipping_was_measured_not_assumed(outcome) -> None:  # type: ign
     assert "numFiles" in before.how and "numFiles" in after.how
 
 
+def test_liquid_clustering_was_measured_the_same_way_as_zorder(outcome, spark, lake: MedallionLayout) -> None:  # type: ignore[no-untyped-def]
+    from expert.lakehouse.skipping import clustering_columns
+
+    figures = outcome.report
+    for layout_name in ("Z-order", "liquid clustering"):
+        before = figures.figure(f"files read before {layout_name}")
+        after = figures.figure(f"files read after {layout_name}")
+        assert "numFiles" in before.how and "numFiles" in after.how
+        assert int(after.value) < int(before.value)
+    assert figures.value("files read before liquid clustering") == figures.value("files read before Z-order")
+    names = {c.name for c in outcome.report.checks}
+    assert "liquid clustering lets Delta skip most files for the same query, with the same answer" in names
+    assert "ALTER TABLE … CLUSTER BY changes the keys in the table's metadata, rewriting no file" in names
+    clustered = lake.table("ops_events_clustered")
+    assert clustering_columns(spark, clustered) == ["event_date"]
+    assert clustering_columns(spark, lake.table("ops_events")) == [], "the Z-ordered table keeps no keys"
+    operations = [
+        r["operation"] for r in spark.sql(f"DESCRIBE HISTORY delta.`{clustered}`").orderBy("version").collect()
+    ]
+    assert operations[0] == "CREATE TABLE AS SELECT" and operations[1] == "OPTIMIZE" and len(operations) == 3
+
+
 def test_silver_events_equal_the_generators_clean_events(spark, lake: MedallionLayout) -> None:  # type: ignore[no-untyped-def]
     delivered, _ = EcommerceWorld(ROWS, seed=42).deliver("events", "event_id", "event_ts")
     expected = delivered.dropna(subset=["event_id"]).drop_duplicates(["event_id", "event_ts"])

@@ -316,8 +316,20 @@ def test_pattern_promotes_rolls_back_and_blocks(pattern_run) -> None:  # type: i
     assert checks["1.2.0 is blocked: the contract audit failed, nothing was published"].passed
     assert checks["ANALYTICS_PROD: rerunning schemachange applies nothing (idempotent)"].passed
     assert outcome.report.value("releases kept / rolled back / blocked") == "1 / 1 / 1"
-    services = sorted(e.service for e in outcome.report.cloud_plan if not e.executed)
-    assert services == ["databricks job", "github", "terraform", "terraform"]
+    plan = [e for e in outcome.report.cloud_plan if not e.executed]
+    assert sorted(e.service for e in plan) == [
+        "databricks bundle",
+        "databricks bundle",
+        "github",
+        "terraform",
+        "terraform",
+    ]
+    deploy = next(e for e in plan if e.service == "databricks bundle" and e.language == "bash")
+    assert deploy.text.splitlines() == [
+        "cd deploy/databricks",
+        "databricks bundle validate -t dev",
+        "databricks bundle deploy -t dev",
+    ], "the deploy workflow's own two commands"
 
 
 @pytest.mark.slow
