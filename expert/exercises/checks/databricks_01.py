@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import json
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
+from pyspark.sql import Row
+from pyspark.sql import functions as F
 
 from expert.exercises.context import CheckContext
 from expert.exercises.learner import LearnerCode
@@ -83,4 +91,293 @@ def check_scd2_merge(learner: LearnerCode, ctx: CheckContext) -> str:
     return (
         f"{len(changed)} changed customers closed and reopened, {len(newcomers)} newcomers, "
         f"{len(unchanged)} unchanged left alone, one current row each; the rerun changed nothing"
+    )
+
+
+# ---------------------------------------------------------------------------------- expectations
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A drop expectation: its SQL condition, and the same condition in Python (None fails, as in SQL)."""
+
+    name: str
+    condition: str
+    holds: Callable[[Row], bool]
+
+
+EVENT_TYPES = ("view", "cart", "purchase")
+RULES = (
+    Rule("well_formed", "_corrupt_record IS NULL", lambda r: r["_corrupt_record"] is None),
+    Rule("event_id_present", "event_id IS NOT NULL", lambda r: r["event_id"] is not None),
+    Rule("event_ts_present", "event_ts IS NOT NULL", lambda r: r["event_ts"] is not None),
+    Rule("price_in_range", "price > 0 AND price < 10000", lambda r: r["price"] is not None and 0 < r["price"] < 10_000),
+    Rule("known_event_type", "event_type IN ('view', 'cart', 'purchase')", lambda r: r["event_type"] in EVENT_TYPES),
+)
+BRONZE_EVENTS_SCHEMA = (
+    "event_id BIGINT, customer_id BIGINT, event_type STRING, price DOUBLE, event_ts TIMESTAMP, "
+    "_corrupt_record STRING, _source_file STRING"
+)
+
+
+def bronze_batch(seed: int, rows: int) -> list[tuple[Any, ...]]:
+    """A bronze micro-batch of clickstream rows with the dirt the lesson's rules catch, NULLs included.
+
+    Some rows break two rules (which one is named depends on the rules' order) and several break a
+    rule only through a NULL, which a `WHERE condition` / `WHERE NOT condition` split loses.
+    """
+    rng = np.random.default_rng(seed)
+    events = EcommerceWorld(400, seed=seed).events.sample(rows, random_state=seed).reset_index(drop=True)
+    batch = []
+    for i, e in events.iterrows():
+        event_ts = e["event_ts"].tz_localize(None).to_pydatetime()
+        row = [int(e["event_id"]), int(e["customer_id"]), e["event_type"], float(e["price"]), event_ts, None]
+        batch.append([*row, f"clickstream/batch={seed % 7:03d}.json#{i}"])
+    slots = rng.permutation(rows)
+    defects = [
+        (3, lambda r: r.__setitem__(3, None)),
+        (2, lambda r: r.__setitem__(3, float(rng.choice([0.0, -4.99, 12_500.0])))),
+        (2, lambda r: r.__setitem__(2, None)),
+        (2, lambda r: r.__setitem__(2, str(rng.choice(["refund", "View", "wishlist"])))),
+        (2, lambda r: r.__setitem__(0, None)),
+        (2, lambda r: r.__setitem__(4, None)),
+        (2, lambda r: (r.__setitem__(0, None), r.__setitem__(3, None))),
+        (2, lambda r: (r.__setitem__(4, None), r.__setitem__(2, "refund"))),
+    ]
+    used = 0
+    for count, damage in defects:
+        for slot in slots[used : used + count]:
+            damage(batch[slot])
+        used += count
+    for slot in slots[used : used + 3]:
+        line = json.dumps({"event_id": batch[slot][0], "event_type": batch[slot][2]})
+        batch[slot] = [None, None, None, None, None, line[: len(line) // 2], batch[slot][6]]
+    return [tuple(r) for r in batch]
+
+
+def first_failed(row: Row, rules: Sequence[Rule]) -> str | None:
+    return next((rule.name for rule in rules if not rule.holds(row)), None)
+
+
+def _counted(rows: Sequence[tuple[Any, ...]]) -> Counter[tuple[Any, ...]]:
+    return Counter(tuple(r) for r in rows)
+
+
+def check_expectations(learner: LearnerCode, ctx: CheckContext) -> str:
+    """Two hidden batches, two rule orders: every row kept or quarantined once, under its first failed rule."""
+    split = learner.function("split_by_expectations", ("batch", "rules"))
+    spark = ctx.spark
+    evidence = []
+    for variant, rows in ((0, 40), (1, 56)):
+        rng = np.random.default_rng(ctx.seed(variant))
+        rules = [RULES[i] for i in rng.permutation(len(RULES))]
+        frame = spark.createDataFrame(bronze_batch(ctx.seed(variant), rows), BRONZE_EVENTS_SCHEMA)
+        batch = frame.collect()
+        valid, quarantined = split(frame, [(r.name, r.condition) for r in rules])
+        expect(
+            valid.columns == frame.columns,
+            "the kept rows have the batch's columns, unchanged",
+            f"kept columns {valid.columns}, batch columns {frame.columns}",
+        )
+        expect(
+            quarantined.columns == [*frame.columns, "failed_rule"],
+            "the quarantined rows have the batch's columns plus failed_rule",
+            f"quarantine columns {quarantined.columns}",
+        )
+        kept, dropped = valid.collect(), quarantined.collect()
+        truth = {id(row): first_failed(row, rules) for row in batch}
+        lost = _counted(batch) - _counted(kept) - _counted([r[:-1] for r in dropped])
+        why = Counter(first_failed(Row(**dict(zip(frame.columns, r, strict=True))), rules) for r in lost.elements())
+        expect(
+            len(kept) + len(dropped) == len(batch) and not lost,
+            "rows in = rows kept + rows quarantined: a row is never lost",
+            f"{len(batch)} rows in, {len(kept)} kept + {len(dropped)} quarantined"
+            + (f"; lost: {dict(why)} (a NULL condition is neither true nor false)" if lost else ""),
+        )
+        want_kept = _counted([row for row in batch if truth[id(row)] is None])
+        wrongly_kept = _counted(kept) - want_kept
+        example = next(iter(wrongly_kept), None)
+        expect(
+            not wrongly_kept,
+            "a kept row passes every rule (a condition that is NULL fails it)",
+            f"{sum(wrongly_kept.values())} kept rows fail a rule, e.g. {example} fails "
+            f"{first_failed(Row(**dict(zip(frame.columns, example, strict=True))), rules) if example else ''}",
+        )
+        want = Counter(truth.values()) - Counter({None: len(batch)})
+        got = Counter(r["failed_rule"] for r in dropped)
+        named = _counted([(*row, truth[id(row)]) for row in batch if truth[id(row)] is not None])
+        expect(
+            _counted(dropped) == named,
+            "each quarantined row names the first rule it fails, in the order the rules are given",
+            f"rules in this order: {', '.join(r.name for r in rules)}; quarantined per rule {dict(got)}, "
+            f"expected {dict(want)}",
+        )
+        evidence.append(f"{len(batch)} rows: {len(kept)} kept, " + ", ".join(f"{k} {v}" for k, v in want.items()))
+    return "every row kept or quarantined once, under its first failed rule; " + "; ".join(evidence)
+
+
+# ---------------------------------------------------------------------------------- incremental gold
+
+SILVER_ORDERS_SCHEMA = "order_id BIGINT, customer_id BIGINT, amount DOUBLE, status STRING, order_date DATE"
+GOLD_SALES_SCHEMA = "order_date DATE, orders BIGINT, revenue DECIMAL(18,2), customers BIGINT"
+GOLD_MEASURES = (
+    "count(*) AS orders",
+    "CAST(round(sum(amount), 2) AS DECIMAL(18, 2)) AS revenue",
+    "count(DISTINCT customer_id) AS customers",
+)
+
+
+@dataclass(frozen=True)
+class OrderChanges:
+    """Silver orders before and after one MERGE, and what the MERGE did to each day."""
+
+    before: pd.DataFrame
+    after: pd.DataFrame
+    changes: pd.DataFrame
+    """order rows with `op` upsert or delete: the MERGE's source."""
+    story: dict[date, str]
+    untouched: list[date]
+
+
+def order_changes(seed: int) -> OrderChanges:
+    """Orders on seven days, then one change set: updates, a re-dated order, a day emptied, a new day."""
+    rng = np.random.default_rng(seed)
+    world = EcommerceWorld(2_000, seed=seed)
+    orders = world.orders.assign(order_date=world.orders["order_ts"].dt.date)
+    days = list(rng.choice(sorted(orders["order_date"].unique()), 8, replace=False))
+    new_day, updated, moved_from, moved_to, emptied, *untouched = days
+    parts = [orders[orders["order_date"] == d].head(int(rng.integers(3, 7))) for d in days[1:]]
+    before = pd.concat(parts)[["order_id", "customer_id", "amount", "status", "order_date"]].reset_index(drop=True)
+    before["customer_id"] = rng.integers(1, 9, len(before))
+    after = before.copy()
+    changed = after.index[after["order_date"] == updated][:2]
+    after.loc[changed, "status"] = "returned"
+    after.loc[changed, "amount"] = (after.loc[changed, "amount"] * 0.5).round(2)
+    moved = after.index[after["order_date"] == moved_from][0]
+    after.loc[moved, "order_date"] = moved_to
+    after = after[after["order_date"] != emptied]
+    next_id = int(orders["order_id"].max()) + 1
+    fresh = pd.DataFrame(
+        {
+            "order_id": range(next_id, next_id + 4),
+            "customer_id": rng.integers(1, 9, 4),
+            "amount": rng.uniform(5, 300, 4).round(2),
+            "status": "placed",
+            "order_date": [new_day, new_day, new_day, updated],
+        }
+    )
+    after = pd.concat([after, fresh]).reset_index(drop=True)
+    upserts = pd.concat([after.loc[after["order_id"].isin(before.loc[[*changed, moved], "order_id"])], fresh])
+    deletes = before[before["order_date"] == emptied]
+    changes = pd.concat([upserts.assign(op="upsert"), deletes.assign(op="delete")]).reset_index(drop=True)
+    story = {
+        updated: "orders updated (returned, half refunded) and one added",
+        moved_from: "an order re-dated away from it",
+        moved_to: "an order re-dated onto it",
+        emptied: "every order deleted",
+        new_day: "a new day",
+    }
+    return OrderChanges(before, after, changes, story, sorted(untouched))
+
+
+def daily_sales(orders: pd.DataFrame) -> dict[date, tuple[int, float, int]]:
+    """gold_daily_sales computed by pandas: the ground truth."""
+    grouped = orders.groupby("order_date").agg(
+        orders=("order_id", "size"), revenue=("amount", "sum"), customers=("customer_id", "nunique")
+    )
+    return {day: (int(r.orders), round(float(r.revenue), 2), int(r.customers)) for day, r in grouped.iterrows()}
+
+
+def _spark_orders(spark: SparkSession, frame: pd.DataFrame) -> DataFrame:
+    """Order rows as Spark rows (with the change set's `op` column when the frame has one)."""
+    columns = ["order_id", "customer_id", "amount", "status", "order_date"]
+    with_op = "op" in frame.columns
+    rows = [
+        (int(r.order_id), int(r.customer_id), float(r.amount), str(r.status), r.order_date)
+        + ((str(r.op),) if with_op else ())
+        for r in frame[[*columns, *(["op"] if with_op else [])]].itertuples(index=False)
+    ]
+    return spark.createDataFrame(rows, SILVER_ORDERS_SCHEMA + (", op STRING" if with_op else ""))
+
+
+MERGE_CHANGES = """
+MERGE INTO delta.`{silver}` AS t USING {changes} AS s ON t.order_id = s.order_id
+WHEN MATCHED AND s.op = 'delete' THEN DELETE
+WHEN MATCHED THEN UPDATE SET customer_id = s.customer_id, amount = s.amount, status = s.status, order_date = s.order_date
+WHEN NOT MATCHED AND s.op = 'upsert' THEN INSERT (order_id, customer_id, amount, status, order_date)
+  VALUES (s.order_id, s.customer_id, s.amount, s.status, s.order_date)
+"""
+
+
+def _gold_rows(spark: SparkSession, gold: str) -> dict[date, tuple[int, float, int]]:
+    rows = spark.read.format("delta").load(gold).collect()
+    return {r["order_date"]: (int(r["orders"]), float(r["revenue"]), int(r["customers"])) for r in rows}
+
+
+def _version(spark: SparkSession, location: str) -> int:
+    row = spark.sql(f"DESCRIBE HISTORY delta.`{location}` LIMIT 1").first()
+    assert row is not None
+    return int(row["version"])
+
+
+def _day(values: tuple[int, float, int] | None) -> str:
+    return "no row" if values is None else f"{values[0]} orders, revenue {values[1]:.2f}, {values[2]} customers"
+
+
+def check_incremental_gold(learner: LearnerCode, ctx: CheckContext) -> str:
+    """Silver gets one MERGE of updates, a re-dated order, a deleted day and a new day; gold must follow."""
+    refresh = learner.function("refresh_daily_sales", ("spark", "silver", "gold", "start_version"))
+    spark = ctx.spark
+    data = order_changes(ctx.seed())
+    silver, gold = str(ctx.workdir / "silver_orders"), str(ctx.workdir / "gold_daily_sales")
+    _spark_orders(spark, data.before).write.format("delta").option("delta.enableChangeDataFeed", "true").save(silver)
+    initial = spark.read.format("delta").load(silver).groupBy("order_date").agg(*[F.expr(m) for m in GOLD_MEASURES])
+    untouched = F.col("order_date").isin(data.untouched)
+    initial.where(untouched).coalesce(1).write.format("delta").save(gold)
+    untouched_files = set(spark.read.format("delta").load(gold).inputFiles())
+    initial.where(~untouched).coalesce(1).write.format("delta").mode("append").save(gold)
+    gold_before = _version(spark, gold)
+    _spark_orders(spark, data.changes).createOrReplaceTempView("order_changes")
+    spark.sql(MERGE_CHANGES.format(silver=silver, changes="order_changes"))
+    latest = _version(spark, silver)
+
+    applied = refresh(spark, silver, gold, latest)
+    expect(
+        applied == latest,
+        "the refresh returns the last silver version it applied (where the next refresh starts)",
+        f"returned {applied!r}, silver is at version {latest}",
+    )
+    want, have = daily_sales(data.after), _gold_rows(spark, gold)
+    wrong = sorted(d for d in set(want) | set(have) if d not in want or d not in have or
+                   want[d][0::2] != have[d][0::2] or abs(want[d][1] - have[d][1]) > 0.005)  # fmt: skip
+    expect(
+        not wrong,
+        "after the refresh gold equals a full recompute from silver (inserts, updates and deletes)",
+        f"{len(wrong)} day(s) differ, e.g. {wrong[0] if wrong else ''} "
+        f"({data.story.get(wrong[0], 'untouched by the changes') if wrong else ''}): gold has "
+        f"{_day(have.get(wrong[0])) if wrong else ''}, silver says {_day(want.get(wrong[0])) if wrong else ''}",
+    )
+    commits = _version(spark, gold) - gold_before
+    expect(
+        commits == 1,
+        "the refresh is one commit: a reader sees gold before or after it, never half done",
+        f"gold went from version {gold_before} to {gold_before + commits}",
+    )
+    survived = untouched_files & set(spark.read.format("delta").load(gold).inputFiles())
+    expect(
+        survived == untouched_files,
+        "days no change touched are not rewritten (only the days in the change feed are recomputed)",
+        f"the file holding the {len(data.untouched)} untouched days ({', '.join(map(str, data.untouched))}) "
+        "was replaced: the refresh rewrote days nothing changed",
+    )
+    again = refresh(spark, silver, gold, latest + 1)
+    expect(
+        again == latest and _version(spark, gold) == gold_before + 1,
+        "a refresh with no new silver version reads nothing and commits nothing",
+        f"returned {again!r}; gold at version {_version(spark, gold)} (was {gold_before + 1})",
+    )
+    return (
+        f"one MERGE into silver ({len(data.changes)} changed orders) refreshed {len(data.story)} days of gold in one "
+        f"commit: an update, a re-dated order (both its days), a deleted day gone, a new day; "
+        f"{len(data.untouched)} untouched days not rewritten; gold = full recompute; the rerun committed nothing"
     )
