@@ -177,7 +177,7 @@ SPARK_WRONG = [
         '.when(~F.col("status").isin(*KNOWN_STATUSES), "status_known")\n'
         '        .when(F.col("amount") != F.col("unit_price") * F.col("quantity"), "amount_is_price_times_quantity")',
         '.when(F.col("amount") != F.col("unit_price") * F.col("quantity"), "amount_is_price_times_quantity")',
-        "the platform's quality gate accepts the product",
+        "every quality rule of the contract passes",
         id="04.1-unknown-statuses-published",
     ),
 ]
