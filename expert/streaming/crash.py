@@ -22,7 +22,13 @@ from expert.runtime.errors import ExpertError
 from expert.streaming.events import EventPlan
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from pyspark.sql import DataFrame
     from pyspark.sql.streaming import StreamingQuery
+
+    from expert.runtime.pattern import PatternRun
+    from expert.runtime.snowflake import SnowflakeSession
 
 
 class SimulatedCrashError(RuntimeError):
@@ -83,3 +89,40 @@ def expect_simulated_crash(query: StreamingQuery) -> str:
         )
     line = next(line for line in text.splitlines() if "SimulatedCrashError:" in line).strip()
     return "SimulatedCrashError:" + line.split("SimulatedCrashError:", 1)[1]
+
+
+def replay_by_hand(
+    run: PatternRun, sink: Callable[[DataFrame, int], None], silver_table: str, batch_id: int, session: SnowflakeSession
+) -> None:
+    """Run an already-committed batch through a new sink again, as a second crash would: nothing may change
+    (silver's Delta version, Snowflake's events, gold and ledger)."""
+    from pyspark.sql import functions as F
+
+    from expert.lakehouse.delta_ops import latest_version
+
+    spark = run.spark
+
+    def state() -> tuple[int | None, int, int, int]:
+        return (
+            latest_version(spark, silver_table),
+            int(session.scalar("SELECT COUNT(*) FROM EVENTS")),
+            int(session.scalar("SELECT SUM(VIEWS + CARTS + PURCHASES) FROM GOLD_PRODUCT_MINUTE")),
+            int(session.scalar("SELECT COUNT(*) FROM BATCH_LEDGER")),
+        )
+
+    before = state()
+    batch = spark.read.format("delta").load(silver_table).filter(F.col("batch_id") == batch_id).drop("batch_id")
+    rows = batch.count()
+    try:
+        sink(batch, batch_id)
+    finally:
+        close = getattr(sink, "close", None)
+        if close is not None:
+            close()
+    after = state()
+    run.check(
+        "re-running a committed batch changes nothing (silver, Snowflake events, gold, ledger)",
+        rows > 0 and before == after,
+        f"batch {batch_id} ({rows} events) replayed by hand: silver version, Snowflake rows, gold counts, ledger "
+        f"unchanged {after}",
+    )

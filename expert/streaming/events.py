@@ -50,6 +50,8 @@ class EventPlan:
     deliveries: list[Delivery]
     events: pd.DataFrame
     late_ids: set[int]
+    products: pd.DataFrame
+    """The shop's product table (product_id, name, category, price): the real-time lane's enrichment."""
 
     def count(self, kind: str) -> int:
         return sum(d.kind == kind for d in self.deliveries)
@@ -90,6 +92,13 @@ def normalise_gold(frame: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["window_start", "product_id"]).reset_index(drop=True)
 
 
+def revenue_by_minute(**gold: pd.DataFrame) -> pd.DataFrame:
+    """Revenue per minute of event time, one column per named gold table (normalised, in cents)."""
+    return pd.concat(
+        {name: g.groupby("window_start")["cents"].sum() / 100 for name, g in gold.items()}, axis=1
+    ).reset_index()
+
+
 def _event_json(record: dict[str, Any]) -> str:
     ts = pd.Timestamp(record["event_ts"]).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     body = {k: int(record[k]) for k in ("event_id", "session_id", "customer_id", "product_id")}
@@ -99,7 +108,8 @@ def _event_json(record: dict[str, Any]) -> str:
 
 def plan_events(rows: int, seed: int) -> EventPlan:
     """Clickstream events on the shop's clock, with redeliveries, malformed lines and late events mixed in."""
-    events = EcommerceWorld(rows, seed=seed, dirt=Dirt.clean()).events.copy()
+    world = EcommerceWorld(rows, seed=seed, dirt=Dirt.clean())
+    events = world.events.copy()
     n = len(events)
     rng = np.random.default_rng([seed, *b"real-time"])
     offsets_ms = np.arange(n, dtype=np.int64) * 60_000 // EVENTS_PER_MINUTE
@@ -135,7 +145,7 @@ def plan_events(rows: int, seed: int) -> EventPlan:
         deliveries.append(
             Delivery(str(body["session_id"]).encode(), line.encode(), event_id, kind, ts_ms, event_id in late_ids)
         )
-    return EventPlan(deliveries, events, late_ids)
+    return EventPlan(deliveries, events, late_ids, world.products)
 
 
 def show_plan(run: PatternRun, plan: EventPlan) -> None:

@@ -20,7 +20,7 @@ import pandas as pd
 from expert.lakehouse.delta_ops import history
 from expert.streaming.driver import StreamOutcome
 from expert.streaming.live_view import percentile
-from expert.streaming.sink_log import read_attempts
+from expert.streaming.sink_log import SinkAttempt, read_attempts
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -72,6 +72,9 @@ class StreamRecord:
     sink_processes: set[str]
     """Where the silver sink ran (host:pid), from its log."""
 
+    def phases(self, outcome: StreamOutcome, *, warmup_batches: int) -> list[Phase]:
+        return stream_phases(self, outcome, warmup_batches=warmup_batches)
+
 
 def read_stream_record(spark: SparkSession, silver_table: str, session: SnowflakeSession) -> StreamRecord:
     """Join the sink log with Delta: per batch, its events' produce times and how many commits it made."""
@@ -90,6 +93,13 @@ def read_stream_record(spark: SparkSession, silver_table: str, session: Snowflak
         if commit["operation"] == "WRITE" and commit["userMetadata"]:
             batch_id = int(json.loads(commit["userMetadata"])["batch_id"])
             writes[batch_id] = writes.get(batch_id, 0) + 1
+    return stream_record(attempts, by_batch, writes)
+
+
+def stream_record(attempts: list[SinkAttempt], produced: dict[int, np.ndarray], writes: dict[int, int]) -> StreamRecord:
+    """Per batch, the call that first committed it to Delta (and when Snowflake first loaded it); every
+    later call is a replay, and what it did follows from the stores: Delta skipped it if the batch was
+    already committed and has one WRITE; Snowflake skipped it if the call loaded nothing."""
     commits: dict[int, BatchCommit] = {}
     replays: list[Replay] = []
     seen: set[int] = set()
@@ -100,7 +110,7 @@ def read_stream_record(spark: SparkSession, silver_table: str, session: Snowflak
             replays.append(Replay(a.batch_id, committed_before and writes.get(a.batch_id) == 1, a.snowflake_at is None))
         seen.add(a.batch_id)
         if commit is None and a.delta_at is not None:
-            rows = by_batch.get(a.batch_id, np.array([], dtype=np.int64))
+            rows = produced.get(a.batch_id, np.array([], dtype=np.int64))
             commits[a.batch_id] = BatchCommit(
                 a.batch_id, a.query_run, a.started_at, a.delta_at, a.snowflake_at, rows, a.stages
             )

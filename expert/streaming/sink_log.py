@@ -4,6 +4,9 @@ Why a log table: over Spark Connect (and on Databricks) a `foreachBatch` functio
 process, so nothing it holds reaches the driver; what it commits does. Every call of the silver
 sink (replays too) writes one row to `STREAM_BATCH_LOG` in Snowflake: when it began, when each
 store committed, how long each stage took, whether it crashed on purpose, which process it ran in.
+A call that loads its batch writes the row inside the batch's own transaction (one Snowflake
+commit per batch, not two); a call that loads nothing (a replay the ledger skips, a crash before
+the load) writes it alone.
 The live view, the producer's warm-up and every latency figure read it. It is not the ledger:
 the ledger (`BATCH_LEDGER`) is what makes the load exactly-once; this log only observes.
 """
@@ -14,6 +17,7 @@ import json
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -26,8 +30,9 @@ if TYPE_CHECKING:
 
     from expert.runtime.snowflake import SnowflakeSession
 
-BY_HAND = 0
-"""The query run number logged for a batch replayed by hand (the stream's query runs are 1, 2, ...)."""
+COLLECT = "read Kafka, parse, dedup, collect"
+DELTA = "Delta silver append"
+SNOWFLAKE = "Snowflake: events + gold + ledger + this log row in one transaction"
 COLUMNS = (
     "BATCH_ID",
     "QUERY_RUN",
@@ -52,14 +57,15 @@ class SinkAttempt:
 
     batch_id: int
     query_run: int
-    """1 before the crash, 2 after the restart; BY_HAND for a replay run by hand."""
+    """1 before the crash, 2 after the restart."""
     started_at: float
     rows: int
     delta_at: float | None
     """Epoch s when the Delta append returned (committed, or skipped because Delta had this
     txnVersion); None when the call crashed before it."""
     snowflake_at: float | None
-    """When the Snowflake COMMIT returned; None when the ledger already had the batch (or a crash came first)."""
+    """When the Snowflake COMMIT was issued (this row commits in the same transaction); None when the
+    ledger already had the batch, or a crash came first."""
     crashed: bool
     stages: dict[str, float]
     process: str
@@ -125,7 +131,9 @@ class TwoStoreSink(Protocol):
     def prepare(self, batch: DataFrame, batch_id: int) -> DataFrame: ...
     def collect(self, batch: DataFrame) -> pd.DataFrame: ...
     def write_delta(self, batch: DataFrame, batch_id: int) -> None: ...
-    def load_snowflake(self, frame: pd.DataFrame, batch_id: int) -> bool: ...
+    def load_snowflake(
+        self, frame: pd.DataFrame, batch_id: int, *, before_commit: Callable[[SnowflakeSession], None] | None = None
+    ) -> bool: ...
     @property
     def session(self) -> SnowflakeSession: ...
     def close(self) -> None: ...
@@ -152,41 +160,45 @@ class InstrumentedSink:
         batch = self.sink.prepare(batch, batch_id)
         try:
             frame = self.sink.collect(batch)
-            stages["read Kafka, parse, dedup, collect"] = watch.stop()
+            stages[COLLECT] = watch.stop()
             if frame.empty:
                 return
             self.batches += 1
             crash = self.crash if self.crash and self.crash.due(self.batches, frame["EVENT_ID"].to_numpy()) else None
-            delta_at = snowflake_at = None
-            try:
-                self._crash_at(crash, CrashPoint.BEFORE_DELTA, batch_id)
-                watch = Stopwatch()
-                self.sink.write_delta(batch, batch_id)
-                delta_at, stages["Delta silver append"] = time.time(), watch.stop()
-                self._crash_at(crash, CrashPoint.BETWEEN_COMMITS, batch_id)
-                watch = Stopwatch()
-                if self.sink.load_snowflake(frame, batch_id):
-                    snowflake_at = time.time()
-                stages["Snowflake: events + gold + ledger in one transaction"] = watch.stop()
-                self._crash_at(crash, CrashPoint.AFTER_BOTH, batch_id)
-            except SimulatedCrashError:
-                attempt = SinkAttempt(
+            delta_at: float | None = None
+
+            def attempt(snowflake_at: float | None) -> SinkAttempt:
+                return SinkAttempt(
                     batch_id,
                     self.query_run,
                     started_at,
                     len(frame),
                     delta_at,
                     snowflake_at,
-                    True,
-                    stages,
+                    crash is not None,
+                    dict(stages),
                     this_process(),
                 )
-                write_attempt(self.sink.session, attempt)
+
+            def log_with_the_batch(session: SnowflakeSession) -> None:
+                stages[SNOWFLAKE] = watch.seconds
+                write_attempt(session, attempt(time.time()))
+
+            try:
+                self._crash_at(crash, CrashPoint.BEFORE_DELTA, batch_id)
+                watch = Stopwatch()
+                self.sink.write_delta(batch, batch_id)
+                delta_at, stages[DELTA] = time.time(), watch.stop()
+                self._crash_at(crash, CrashPoint.BETWEEN_COMMITS, batch_id)
+                watch = Stopwatch()
+                if not self.sink.load_snowflake(frame, batch_id, before_commit=log_with_the_batch):
+                    stages[SNOWFLAKE] = watch.stop()
+                    write_attempt(self.sink.session, attempt(None))  # a replay the ledger skipped: log it alone
+                self._crash_at(crash, CrashPoint.AFTER_BOTH, batch_id)
+            except SimulatedCrashError:
+                if crash is not None and crash.point != CrashPoint.AFTER_BOTH:
+                    write_attempt(self.sink.session, attempt(None))
                 raise
-            attempt = SinkAttempt(
-                batch_id, self.query_run, started_at, len(frame), delta_at, snowflake_at, False, stages, this_process()
-            )
-            write_attempt(self.sink.session, attempt)
         finally:
             batch.unpersist()
 
