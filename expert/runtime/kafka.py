@@ -29,6 +29,7 @@ import hashlib
 import json
 import logging
 import os
+import signal
 import subprocess
 import time
 import uuid
@@ -528,6 +529,28 @@ def stop_broker(timeout: float = STOP_TIMEOUT_S) -> BrokerStatus:
             _terminate(status.state.pid, timeout)
             return BrokerStatus(False, f"stopped pid {status.state.pid}", status.state)
         return status
+
+
+def kill_broker() -> BrokerState:
+    """SIGKILL the local broker, as a power cut or the OOM killer would: no shutdown hook runs.
+
+    For fault tests; returns the state it had, so `start_broker(port=state.port)` brings the same
+    broker (same data directory, same port) back.
+    """
+    with _lock():
+        status = broker_status()
+        if status.state is None or not _is_our_broker(status.state.pid):
+            raise ExpertError("no local Kafka broker is running to kill", "start one with `expert kafka start`")
+        pid = status.state.pid
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        child = _children.pop(pid, None)
+        if child is not None:
+            child.wait(timeout=STOP_TIMEOUT_S)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while process_command(pid) is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return status.state
 
 
 # --------------------------------------------------------------------------------------------

@@ -62,10 +62,23 @@ def feature_packages(features: Iterable[str]) -> list[str]:
         # s3a:// object storage; brings the AWS SDK v2 `bundle` jar (about 690 MB, cached after the first run).
         "s3a": f"org.apache.hadoop:hadoop-aws:{hadoop_version()}",
     }
-    unknown = sorted(set(features) - set(known))
+    unknown = sorted(set(features) - set(known) - set(EXTRA_TASK_SLOTS))
     if unknown:
-        raise ExpertError(f"unknown Spark feature(s): {', '.join(unknown)}", f"use one of: {', '.join(known)}")
-    return [known[f] for f in sorted(set(features))]
+        choices = ", ".join([*known, *EXTRA_TASK_SLOTS])
+        raise ExpertError(f"unknown Spark feature(s): {', '.join(unknown)}", f"use one of: {choices}")
+    return [known[f] for f in sorted(set(features)) if f in known]
+
+
+EXTRA_TASK_SLOTS = {"realtime": 4}
+"""Features that need task slots beyond one per core. Real-time Mode keeps every task of its query
+running for the whole (long) batch, one per Kafka partition, so the micro-batch queries beside it
+need slots of their own; a local master offers as many slots as it is told, whatever the cores."""
+
+
+def local_master(features: Iterable[str], cores: int | None = None) -> str:
+    """`local[*]`, or `local[cores + extra]` when a feature needs more task slots than cores."""
+    extra = sum(EXTRA_TASK_SLOTS.get(f, 0) for f in set(features))
+    return f"local[{(cores or os.cpu_count() or 2) + extra}]" if extra else "local[*]"
 
 
 @dataclass(frozen=True)
@@ -239,7 +252,7 @@ def get_spark(
     from delta import configure_spark_with_delta_pip
 
     master = config.get("SPARK_MASTER") if config.is_cloud else None
-    builder = SparkSession.builder.master(master or "local[*]").appName(app_name)
+    builder = SparkSession.builder.master(master or local_master(wanted)).appName(app_name)
     for key, value in {**local_conf(), **storage.spark_conf()}.items():
         builder = builder.config(key, value)
     builder = configure_spark_with_delta_pip(builder, extra_packages=feature_packages(wanted))

@@ -16,6 +16,10 @@ from expert.runtime import daemon, kafka
 from expert.runtime.config import KAFKA, SNOWFLAKE, ServiceConfig, resolve_service
 from expert.runtime.errors import ExpertError
 from expert.runtime.pattern import load_module, select_patterns
+from expert.streaming import events, topics
+from expert.streaming.crash import CrashPlan, SimulatedCrashError
+from expert.streaming.latency import BatchCommit, Phase, sustained_rate
+from expert.streaming.sink_log import InstrumentedSink, create_log, read_attempts, this_process
 
 (META,) = select_patterns("integration/02")
 rta = load_module(META)
@@ -144,31 +148,31 @@ def test_topic_waits_for_leaders_that_answer_for_offsets(
     from confluent_kafka import KafkaError, KafkaException
 
     answers = iter([KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, None])
-    real = rta.end_offsets
+    real = topics.end_offsets
 
-    def settling(endpoint: kafka.KafkaEndpoint, partitions: int) -> dict[int, int]:
+    def settling(endpoint: kafka.KafkaEndpoint, topic: str, partitions: int) -> dict[int, int]:
         code = next(answers)
         if code is not None:
             raise KafkaException(KafkaError(code))
-        return real(endpoint, partitions)
+        return real(endpoint, topic, partitions)
 
-    monkeypatch.setattr(rta, "end_offsets", settling)
-    assert rta.ensure_topic(kafka_broker) == rta.PARTITIONS
+    monkeypatch.setattr(topics, "end_offsets", settling)
+    assert topics.ensure_topic(kafka_broker, rta.TOPIC, rta.PARTITIONS) == rta.PARTITIONS
     assert next(answers, "drained") == "drained", "it asked until the leaders answered"
 
-    def refused(endpoint: kafka.KafkaEndpoint, partitions: int) -> dict[int, int]:
+    def refused(endpoint: kafka.KafkaEndpoint, topic: str, partitions: int) -> dict[int, int]:
         raise KafkaException(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED))
 
-    monkeypatch.setattr(rta, "end_offsets", refused)
+    monkeypatch.setattr(topics, "end_offsets", refused)
     with pytest.raises(KafkaException):
-        rta.ensure_topic(kafka_broker)  # not a leadership that is settling: no waiting
+        topics.ensure_topic(kafka_broker, rta.TOPIC, rta.PARTITIONS)  # not a leadership that is settling: no waiting
 
 
 # --- the pieces of the pipeline ----------------------------------------------------------
 
 
 def test_event_plan_counts_its_own_dirt() -> None:
-    plan = rta.plan_events(1_000, 7)
+    plan = events.plan_events(1_000, 7)
     valid = [d for d in plan.deliveries if d.kind != "malformed"]
     assert len({d.event_id for d in valid}) == plan.count("event") == 1_000
     assert plan.count("redelivery") == len(valid) - 1_000 > 0
@@ -178,7 +182,7 @@ def test_event_plan_counts_its_own_dirt() -> None:
 
 
 def test_parse_and_validate_sends_only_malformed_records_to_quarantine(spark) -> None:  # type: ignore[no-untyped-def]
-    plan = rta.plan_events(200, 3)
+    plan = events.plan_events(200, 3)
     raw = spark.createDataFrame(
         [(d.value, i % 3, i, datetime(2026, 1, 1)) for i, d in enumerate(plan.deliveries)],
         "value BINARY, partition INT, offset BIGINT, timestamp TIMESTAMP",
@@ -209,9 +213,9 @@ def _silver_frame() -> pd.DataFrame:
     )
 
 
-def test_snowflake_sink_is_atomic_and_idempotent(snowflake_local, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    sink = rta.SnowflakeSink(snowflake_local)
-    sink.create_tables()
+def test_snowflake_loader_is_atomic_and_idempotent(snowflake_local, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    loader = rta.SnowflakeLoader(snowflake_local)
+    loader.create_tables()
     rows = _silver_frame()
     real_execute = snowflake_local.execute
 
@@ -222,12 +226,12 @@ def test_snowflake_sink_is_atomic_and_idempotent(snowflake_local, monkeypatch: p
 
     monkeypatch.setattr(snowflake_local, "execute", fail_on_ledger)
     with pytest.raises(RuntimeError, match="connection lost"):
-        sink.commit(rows, 0)
+        loader.load(rows, 0)
     monkeypatch.setattr(snowflake_local, "execute", real_execute)
     assert snowflake_local.scalar("SELECT COUNT(*) FROM EVENTS") == 0, "a failed batch leaves no rows behind"
     assert snowflake_local.scalar("SELECT COUNT(*) FROM GOLD_PRODUCT_MINUTE") == 0
-    assert sink.commit(rows, 0) is not None
-    assert sink.commit(rows, 0) is None, "a replayed batch is recognised by the ledger"
+    assert loader.load(rows, 0) is True
+    assert loader.load(rows, 0) is False, "a replayed batch is recognised by the ledger"
     assert snowflake_local.scalar("SELECT COUNT(*) FROM EVENTS") == 3
     assert snowflake_local.scalar("SELECT MIN(PRODUCED_AT) FROM EVENTS") == datetime(2026, 1, 1, 0, 0, 1)
     gold = snowflake_local.fetch(
@@ -237,14 +241,20 @@ def test_snowflake_sink_is_atomic_and_idempotent(snowflake_local, monkeypatch: p
 
 
 def test_crash_plan_waits_for_enough_batches_and_far_enough_into_the_stream() -> None:
-    plan = rta.plan_events(1_000, 7)
-    crash = rta.CrashPlan.mid_stream(plan)
+    plan = events.plan_events(1_000, 7)
+    crash = CrashPlan.mid_stream(
+        plan,
+        after_sent=rta.CRASH_AFTER_SENT,
+        steady_batches=rta.CRASH_AFTER_STEADY_BATCHES,
+        warmup_rounds=rta.WARMUP_ROUNDS,
+    )
     position = next(i for i, d in enumerate(plan.deliveries) if d.event_id == crash.from_event_id and d.kind == "event")
     assert position >= int(rta.CRASH_AFTER_SENT * len(plan.deliveries)) > position - 10
     late = np.array([crash.from_event_id + 5])
     assert not crash.due(crash.after_batches - 1, late), "too few batches committed yet"
     assert not crash.due(crash.after_batches, np.array([crash.from_event_id - 1])), "not far enough into the stream"
     assert crash.due(crash.after_batches, late)
+    assert crash.after_batches == rta.WARMUP_ROUNDS + rta.CRASH_AFTER_STEADY_BATCHES
 
 
 def test_silver_sink_shipped_like_spark_connect_ships_it_commits_logs_and_crashes(spark, workdir: Path) -> None:  # type: ignore[no-untyped-def]
@@ -255,7 +265,7 @@ def test_silver_sink_shipped_like_spark_connect_ships_it_commits_logs_and_crashe
 
     lake = rta.Lake(workdir)
     frame = _silver_frame()
-    events = spark.createDataFrame(
+    batch = spark.createDataFrame(
         [
             (*r[:6], r[6], datetime.fromtimestamp(r[7] / 1000, UTC), datetime.fromtimestamp(r[8] / 1000, UTC))
             for r in frame.itertuples(index=False)
@@ -267,21 +277,22 @@ def test_silver_sink_shipped_like_spark_connect_ships_it_commits_logs_and_crashe
         snowflake_endpoint(resolve_service(SNOWFLAKE, {}), db_path=workdir / "snowflake") as endpoint,
         endpoint.session() as session,
     ):
-        warehouse = rta.SnowflakeSink(session)
-        warehouse.create_tables()
-        crash = rta.CrashPlan(after_batches=2, from_event_id=3)
-        shipped = cloudpickle.loads(cloudpickle.dumps(rta.SilverSink(lake, endpoint, run=1, crash=crash)))
+        rta.SnowflakeLoader(session).create_tables()
+        create_log(session)
+        crash = CrashPlan(after_batches=2, from_event_id=3)
+        sink = InstrumentedSink(rta.SilverSink(lake, endpoint), query_run=1, crash=crash)
+        shipped = cloudpickle.loads(cloudpickle.dumps(sink))
         try:
-            shipped(events.filter("event_id < 3"), 0)
-            with pytest.raises(rta.SimulatedCrashError, match="after batch 1"):
-                shipped(events.filter("event_id = 3"), 1)
+            shipped(batch.filter("event_id < 3"), 0)
+            with pytest.raises(SimulatedCrashError, match="after batch 1"):
+                shipped(batch.filter("event_id = 3"), 1)
         finally:
             shipped.close()
-        attempts = warehouse.attempts()
+        attempts = read_attempts(session)
         assert session.scalar("SELECT COUNT(*) FROM EVENTS") == 3, "both batches committed before the crash"
-    assert [(a.batch_id, a.run, a.rows, a.crashed) for a in attempts] == [(0, 1, 2, False), (1, 1, 1, True)]
-    assert all(a.started_at <= a.delta_at <= (a.snowflake_at or 0) for a in attempts)
-    assert {a.process for a in attempts} == {rta.this_process()}, "on classic Spark the sink runs in the driver"
+    assert [(a.batch_id, a.query_run, a.rows, a.crashed) for a in attempts] == [(0, 1, 2, False), (1, 1, 1, True)]
+    assert all(a.started_at <= (a.delta_at or 0) <= (a.snowflake_at or 0) for a in attempts)
+    assert {a.process for a in attempts} == {this_process()}, "on classic Spark the sink runs in the driver"
     silver = spark.read.format("delta").load(lake.table("silver"))
     assert sorted(r.event_id for r in silver.select("event_id").collect()) == [1, 2, 3]
 
@@ -304,14 +315,29 @@ def test_pattern_passes_every_invariant(outcome) -> None:  # type: ignore[no-unt
         "the crashed batch ran again after the restart and every sink skipped it",
         "late events are exactly the planned ones, and all are kept in late_events",
         "re-running a committed batch changes nothing (silver, Snowflake events, gold, ledger)",
+        "every valid event reached the live topic at least once, enriched",
+        "no malformed record reached the live topic",
     ):
         assert must in names
+
+
+def test_the_operational_lane_is_measured_beside_the_analytical_one(outcome) -> None:  # type: ignore[no-untyped-def]
+    report = outcome.report
+    live = [
+        float(report.value(f"produce→live p{q} (Real-time Mode, beside the analytical path)")) for q in (50, 95, 99)
+    ]
+    assert 0 < live[0] <= live[1] <= live[2]
+    steady = float(report.value("produce→Delta silver p50 (steady, trigger 0 s)"))
+    assert live[0] < steady, "Real-time Mode answers before a micro-batch commits"
+    plan = events.plan_events(rta.DEFAULT_ROWS, 42)
+    duplicates = int(report.value("duplicates on the live topic (at least once)"))
+    assert duplicates >= plan.count("redelivery"), "a redelivered event goes out as often as it was sent"
 
 
 def test_silver_and_snowflake_match_the_generator(outcome, spark) -> None:  # type: ignore[no-untyped-def]
     from expert.runtime.snowflake import snowflake_session
 
-    plan = rta.plan_events(rta.DEFAULT_ROWS, 42)
+    plan = events.plan_events(rta.DEFAULT_ROWS, 42)
     expected = spark.createDataFrame(plan.expected_silver[["event_id"]])
     silver = spark.read.format("delta").load(str(outcome.workdir / "delta" / "silver"))
     assertDataFrameEqual(silver.select("event_id"), expected)
@@ -340,17 +366,17 @@ def test_latency_and_throughput_are_measured_under_both_triggers(outcome) -> Non
 def test_sustained_rate_counts_what_arrived_between_batch_starts_while_the_producer_paced() -> None:
     def phase(since: float, *batches: tuple[float, int]) -> object:
         commits = [
-            rta.BatchCommit(i, 1, start, start + 1, None, np.zeros(rows, dtype=np.int64))
+            BatchCommit(i, 1, start, start + 1, None, np.zeros(rows, dtype=np.int64))
             for i, (start, rows) in enumerate(batches)
         ]
-        return rta.Phase("steady", 0.0, True, commits, [], since)
+        return Phase("steady", 0.0, True, commits, [], since)
 
     # 200 events arrived in the 2 s before the batch at 12.0 and 250 in the 2.5 s before 14.5;
     # the batch at 16.0 began after the producer stopped at 15.0, so it holds only the tail.
     steady = phase(10.0, (12.0, 200), (14.5, 250), (16.0, 30))
-    assert rta._sustained(steady, paced_from=9.0, paced_until=15.0) == pytest.approx(100.0)
-    assert rta._sustained(steady, paced_from=11.0, paced_until=15.0) == pytest.approx(450 / 3.5), "pacing began late"
-    assert np.isnan(rta._sustained(phase(10.0, (16.0, 30)), paced_from=9.0, paced_until=15.0))
+    assert sustained_rate(steady, paced_from=9.0, paced_until=15.0) == pytest.approx(100.0)
+    assert sustained_rate(steady, paced_from=11.0, paced_until=15.0) == pytest.approx(450 / 3.5), "pacing began late"
+    assert np.isnan(sustained_rate(phase(10.0, (16.0, 30)), paced_from=9.0, paced_until=15.0))
 
 
 def test_dashboard_snapshot_is_self_contained(outcome) -> None:  # type: ignore[no-untyped-def]
