@@ -145,7 +145,7 @@ def releases(rng: np.random.Generator) -> list[Release]:
     out = []
     for path in CONTRACT_FILES:
         base = load_document(path) | {"version": published_version}
-        published = DataContract(base, f"{path.name} {published_version}")
+        published = DataContract.from_document(base, f"{path.name} {published_version}")
         kinds = edits(base, rng)
         names = list(kinds)
         combos = [[kinds[name]] for name in names]
@@ -157,13 +157,13 @@ def releases(rng: np.random.Generator) -> list[Release]:
             needs = max(e.needs for e in combo)
             what = f"{published.product}: " + " and ".join(e.what for e in combo)
             for step, version in steps.items():
-                proposed = DataContract(document | {"version": version}, f"{path.name} {version}")
+                proposed = DataContract.from_document(document | {"version": version}, f"{path.name} {version}")
                 out.append(Release(f"{what}, released as {version} (a {STEP_NAMES[step]}; it needs a "
                                    f"{STEP_NAMES[needs]})", published, proposed, STEP_NAMES[step], step >= needs))  # fmt: skip
         added = copy.deepcopy(base)
         kinds["added"].apply(added)
         for version in (published_version, f"{major}.8.{patch + 1}"):
-            proposed = DataContract(added | {"version": version}, f"{path.name} {version}")
+            proposed = DataContract.from_document(added | {"version": version}, f"{path.name} {version}")
             out.append(Release(f"{published.product}: promo_code added, released as {version} after "
                                f"{published_version} (not higher)", published, proposed, "none", False))  # fmt: skip
     return out
@@ -252,7 +252,7 @@ def check_contract_quality(learner: LearnerCode, ctx: CheckContext) -> str:
 
     orders_product = learner.function("orders_product", ("raw",))
     spark = ctx.spark
-    contract = DataContract(load_document(CONTRACT_FILES[0]), CONTRACT_FILES[0].name)
+    contract = DataContract.from_document(load_document(CONTRACT_FILES[0]), CONTRACT_FILES[0].name)
     feed, truth = raw_orders_feed(ctx)
     result = orders_product(cast_to_contract(feed, contract, spark))
     expect(isinstance(result, tuple) and len(result) == 2, "orders_product returns (product, quarantine)",
@@ -397,7 +397,7 @@ def governance_catalog(ctx: CheckContext) -> list[tuple[DataContract, Any, dict[
                 truth[column.name] = column.why
             else:
                 truth[f"~{column.name}"] = column.why
-        catalog.append((DataContract(document, f"{name} (catalog)"), frame, truth))
+        catalog.append((DataContract.from_document(document, f"{name} (catalog)"), frame, truth))
     return catalog
 
 
