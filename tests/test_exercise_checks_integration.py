@@ -16,6 +16,27 @@ from expert.exercises.worker import run_check
 
 WRONG = [
     pytest.param(
+        "integration/02.2",
+        '    session.execute("BEGIN TRANSACTION")\n',
+        "",
+        "every event loaded exactly once",
+        id="02.2-no-transaction-around-rows-and-ledger",
+    ),
+    pytest.param(
+        "integration/02.2",
+        'WHERE PIPELINE = %s AND BATCH_ID = %s"\n    if session.scalar(seen, (pipeline, batch_id)):',
+        'WHERE BATCH_ID = %s"\n    if session.scalar(seen, (batch_id,)):',
+        "no event lost",
+        id="02.2-ledger-keyed-on-batch-id-only",
+    ),
+    pytest.param(
+        "integration/02.3",
+        "if watermark is not None:\n            late |=",
+        "if True:\n            watermark = max(watermark or batch['event_ts'].max() - delay, batch['event_ts'].max() - delay)\n            late |=",
+        "the ids the watermark drops",
+        id="02.3-watermark-moved-by-the-batch-it-filters",
+    ),
+    pytest.param(
         "integration/01.1",
         "default=watermark",
         "default=0",
@@ -144,6 +165,13 @@ WRONG = [
 ]
 
 SPARK_WRONG = [
+    pytest.param(
+        "integration/02.1",
+        '        .option("txnAppId", app_id)\n',
+        '        .option("txnAppId", "orders-stream")\n',
+        "another app id's batch 0 is not mistaken for this stream's batch 0",
+        id="02.1-one-app-id-for-every-query",
+    ),
     pytest.param(
         "integration/01.3",
         "sum(CAST(amount * 100 AS BIGINT)) AS amount_cents",
