@@ -61,6 +61,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--json-out", type=Path, default=BENCH_JSON, help=f"machine-readable summary (default {BENCH_JSON.name})"
     )
     parser.add_argument("--skip-exercises", action="store_true", help="skip timing the exercises' checks")
+    parser.add_argument(
+        "--skip-streaming",
+        action="store_true",
+        help="skip the streaming sweeps (Real-time Mode at 1,000/5,000/10,000 events/s, a 20,000-record drain)",
+    )
 
 
 # ---------------------------------------------------------------------------------- child processes
@@ -233,10 +238,33 @@ def measure_exercises(repeat: int) -> dict[str, dict[str, Any]]:
 
 
 STREAMING_FIGURES = {
-    "microbatch_p95_ms": "produce → Delta p95 (micro-batch, steady)",
-    "drain_records_per_s": "backlog drain rate",
+    "microbatch_p95_ms": "produce→Delta silver p95 (steady, trigger 0 s)",
+    "live_p95_ms": "produce→live p95 (Real-time Mode, beside the analytical path)",
 }
 """Which of integration/02's figures BENCHMARKS.json carries, by their labels in the pattern."""
+
+STREAMING_TIMEOUT_S = 1_800.0
+
+
+def measure_streaming() -> dict[str, Any]:
+    """The streaming sweeps of `expert.streaming.measure`, alone in a child process (no pattern beside them)."""
+    process = subprocess.run(
+        [sys.executable, "-m", "expert.streaming.measure", "realtime", "drain"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=STREAMING_TIMEOUT_S,
+        check=False,
+    )
+    found: dict[str, Any] = {}
+    for line in process.stdout.splitlines():
+        if line.startswith("{"):
+            found.update(json.loads(line))
+    if process.returncode != 0 or not found:
+        tail = "\n".join((process.stderr or process.stdout).splitlines()[-15:])
+        raise ExpertError(f"the streaming sweeps failed (exit {process.returncode}):\n{tail}", "see the output")
+    return found
+
 
 SCALE_TIMEOUT_S = 1_800.0
 """One medallion size gets half an hour; a bigger one than the machine can take is reported as such."""
@@ -386,6 +414,7 @@ def render(results: dict[str, Any]) -> str:
     for failed in results.get("scale_failures", []):
         last = failed["error"].strip().splitlines()[-1]
         lines += [f"Medallion at {failed['rows']:,} rows did not complete on this machine: `{last}`", ""]
+    lines += _streaming_section(results.get("streaming", {}))
     if run_all:
         lines += ["## Figures measured by the patterns themselves (inside `expert run all`)", ""]
         lines += ["| pattern | figure | value | how |", "| --- | --- | --- | --- |"]
@@ -399,6 +428,33 @@ def render(results: dict[str, Any]) -> str:
         lines.append("")
     lines += _targets(results)
     return "\n".join(lines) + "\n"
+
+
+def _streaming_section(sweeps: dict[str, Any]) -> list[str]:
+    """The Real-time Mode sweep (the lesson's operational query alone) and the micro-batch drain."""
+    if not sweeps:
+        return []
+    lines = [
+        "## Streaming, measured alone (`python -m expert.streaming.measure`)",
+        "",
+        "integration/02's Real-time Mode query (Kafka → parse, validate, broadcast join → live topic) fed at",
+        "each offered rate for 10 s after a 10 s warm-up; produce → live latency per event. A rate is",
+        "sustained when at least 95% of it was sent and received and every event arrived; percentiles",
+        "are reported only for sustained rates.",
+        "",
+        "| offered events/s | sent/s | live/s | events measured | missing | p50 ms | p95 ms | p99 ms |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in sweeps.get("realtime", []):
+        cells = [f"{r[k]:.1f}" if r.get(k) is not None else "not sustained" for k in ("p50_ms", "p95_ms", "p99_ms")]
+        lines.append(
+            f"| {r['offered_per_s']:,.0f} | {r['sent_per_s']:,.0f} | {r['live_per_s']:,.0f} | {r['measured']:,} | "
+            f"{r['missing']:,} | {' | '.join(cells)} |"
+        )
+    drain = sweeps.get("drain")
+    if drain:
+        lines += ["", f"Micro-batch backlog drain (analytical path): {drain['records_per_s']:,.0f} records/s."]
+    return [*lines, ""]
 
 
 def _targets(results: dict[str, Any]) -> list[str]:
@@ -477,6 +533,10 @@ def run_bench(args: argparse.Namespace) -> int:
                 console.print(f"medallion at {rows:,} rows FAILED: {failure.message.splitlines()[-1]}")
                 continue
         console.print(f"medallion at {rows:,} rows measured")
+    if not args.skip_streaming:
+        with console.status("streaming: Real-time Mode rate sweep and a backlog drain…"):
+            results["streaming"] = measure_streaming()
+        console.print("streaming measured")
     if not args.skip_exercises:
         with console.status("every exercise's check, cold and in watch mode…"):
             results["exercises"] = measure_exercises(args.repeat)
@@ -511,27 +571,29 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
         "snowflake_local_start_s": round(results["startup"]["snowflake_local"]["median"], 2),
         "run_all_s": round(run_all["total_seconds"], 1) if run_all else None,
         "patterns": patterns,
-        **streaming_summary(run_all),
+        **streaming_summary(run_all, results.get("streaming", {})),
         "exercises": {
             eid: {k: round(v, 2) if isinstance(v, float) else v for k, v in e.items()} for eid, e in exercises.items()
         },
     }
 
 
-def streaming_summary(run_all: dict[str, Any]) -> dict[str, Any]:
-    """integration/02's latency and throughput, as the pattern measured them inside `expert run all`."""
+def streaming_summary(run_all: dict[str, Any], sweeps: dict[str, Any]) -> dict[str, Any]:
+    """integration/02's latency as the pattern measured it inside `expert run all` (both lanes side by
+    side), and the sweeps measured alone: Real-time Mode per offered rate, the backlog drain rate."""
     pattern = next((p for p in run_all.get("patterns", []) if p["id"] == "integration/02"), None)
-    if pattern is None:
-        return {}
-    figures = {f["label"]: f for f in pattern["figures"]}
+    figures = {f["label"]: f for f in pattern["figures"]} if pattern else {}
 
     def value(label: str) -> float | None:
         figure = figures.get(label)
         return figure["value"] if figure and isinstance(figure["value"], int | float) else None
 
+    drain = sweeps.get("drain") or {}
     return {
         "microbatch_p95_ms": value(STREAMING_FIGURES["microbatch_p95_ms"]),
-        "drain_records_per_s": value(STREAMING_FIGURES["drain_records_per_s"]),
+        "live_p95_ms_beside_analytical": value(STREAMING_FIGURES["live_p95_ms"]),
+        "realtime_alone": sweeps.get("realtime", []),
+        "drain_records_per_s": drain.get("records_per_s"),
     }
 
 
