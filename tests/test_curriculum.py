@@ -42,6 +42,15 @@ def test_metadata_is_complete() -> None:
         assert meta.local and meta.cloud, meta.id
 
 
+@pytest.mark.parametrize("meta", WRITTEN, ids=lambda m: m.id)
+def test_minutes_are_honest(meta: PatternMeta) -> None:
+    """`minutes` covers reading the script at a careful pace, plus its measured run when BENCHMARKS.json has it."""
+    assert meta.minutes >= meta.honest_minutes, (
+        f"{meta.id}: curriculum.toml says {meta.minutes} min; reading {meta.reading_minutes:.0f} min + running "
+        f"{meta.running_minutes or 0:.1f} min needs {meta.honest_minutes}"
+    )
+
+
 def test_every_track_has_a_readme_once_it_has_a_script() -> None:
     for track in {m.track for m in WRITTEN}:
         assert (PROJECT_ROOT / "expert" / track / "README.md").is_file(), track
