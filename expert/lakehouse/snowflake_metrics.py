@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Gauge
 
+from expert.runtime import usage_history
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -163,17 +165,14 @@ def queued_over(session: SnowflakeSession, ends: Sequence[datetime], threshold: 
 
 
 def generated_account_usage(queries: int, seed: int) -> dict[str, pd.DataFrame]:
-    """A generated month of ACCOUNT_USAGE (QUERY_HISTORY, WAREHOUSE_METERING_HISTORY, TABLES).
-
-    Bridge: the generator still lives in snowflake/02 on this branch; the snowflake track is moving
-    it to `expert.runtime.usage_history`, and this function becomes a call to that module then.
-    """
-    return _cost_pattern().generate_account_usage(queries, seed).views
+    """A generated month of ACCOUNT_USAGE (QUERY_HISTORY, WAREHOUSE_METERING_HISTORY, TABLES), metered the
+    way snowflake/02 teaches it (that lesson's `billed_sessions`: a warehouse bills until it auto-suspends)."""
+    return usage_history.generate_account_usage(queries, seed, billing=_cost_pattern().billed_sessions).views
 
 
 def load_account_usage(session: SnowflakeSession, views: dict[str, pd.DataFrame]) -> dict[str, int]:
     """Create SNOWFLAKE.ACCOUNT_USAGE in the local engine and load the generated views (rows per view)."""
-    return dict(_cost_pattern().load_local_account_usage(session, views))
+    return dict(usage_history.load_local_account_usage(session, views))
 
 
 def _cost_pattern() -> Any:
