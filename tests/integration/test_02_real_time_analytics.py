@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -358,7 +359,13 @@ def test_latency_and_throughput_are_measured_under_both_triggers(outcome) -> Non
         for store in ("Delta silver", "Snowflake"):
             p50, p95, p99 = (float(report.value(f"produce→{store} p{q} ({phase})")) for q in (50, 95, 99))
             assert 0 < p50 <= p95 <= p99
-        assert float(report.value(f"sustained events/s ({phase})")) > 0
+        sustained = float(report.value(f"sustained events/s ({phase})"))
+        if trigger == rta.DEFAULT_TRIGGERS[0]:
+            assert sustained > 0, "the producer is still sending while the first steady batches run"
+        else:
+            # After the restart the producer may have finished before a steady batch began (a loaded
+            # machine restarts slowly); the pattern then reports no rate (NaN) and says why.
+            assert sustained > 0 or math.isnan(sustained)
     assert float(report.value("backlog drain rate (one batch after the restart)")) > 0
     assert report.cloud_only, "the sink warehouse DDL is recorded as cloud-only"
 
