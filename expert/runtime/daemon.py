@@ -50,8 +50,13 @@ def port_accepts(port: int, host: str = LOOPBACK, timeout: float = 0.5) -> bool:
 
 
 def port_free(port: int) -> bool:
-    """True if this process could bind 127.0.0.1:port (nothing else listens there)."""
+    """True if this process could bind 127.0.0.1:port (nothing else listens there).
+
+    With SO_REUSEADDR, as the JVM servers bind: connections of a server that just died linger in
+    TIME_WAIT for a minute, and they do not stop a new server from listening on its port.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((LOOPBACK, port))
         except OSError:
