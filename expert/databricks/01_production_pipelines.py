@@ -52,7 +52,7 @@ from expert.lakehouse import (
     release_next_batch,
     run_medallion,
 )
-from expert.lakehouse.delta_ops import history, table_detail, temporary_conf
+from expert.lakehouse.delta_ops import delta_table, history, table_detail, temporary_conf
 from expert.lakehouse.ground_truth import (
     add_totals,
     count_rows,
@@ -393,7 +393,7 @@ def zorder_and_measure(run: PatternRun, layout: MedallionLayout) -> tuple[Layout
     before = measure_layout(spark, location, customer, "many small files")
     target = target_file_size(before.detail, OPTIMIZED_FILES)
     with temporary_conf(spark, {"spark.databricks.delta.optimize.maxFileSize": str(target)}):
-        spark.sql(f"OPTIMIZE delta.`{location}` ZORDER BY ({', '.join(LAYOUT_KEYS)})").collect()
+        spark.sql(f"OPTIMIZE {delta_table(location)} ZORDER BY ({', '.join(LAYOUT_KEYS)})").collect()
     after = measure_layout(spark, location, customer, f"OPTIMIZE ZORDER BY {', '.join(LAYOUT_KEYS)}")
     run.table(
         [before.row(), after.row()],
@@ -420,13 +420,13 @@ def cluster_and_measure(run: PatternRun, layout: MedallionLayout, zordered: Layo
     spark = run.spark
     location, keys = layout.table("ops_events_clustered"), ", ".join(LAYOUT_KEYS)
     spark.sql(
-        f"CREATE TABLE delta.`{location}` USING delta CLUSTER BY ({keys}) "
+        f"CREATE TABLE {delta_table(location)} USING delta CLUSTER BY ({keys}) "
         f"AS SELECT /*+ REPARTITION({SMALL_FILES}) */ * FROM {layout.sql(SILVER_EVENTS)}"
     )
     before = measure_layout(spark, location, zordered.customer, f"CLUSTER BY ({keys}), not yet optimized")
     target = target_file_size(before.detail, OPTIMIZED_FILES)
     with temporary_conf(spark, {"spark.databricks.delta.optimize.maxFileSize": str(target)}):
-        spark.sql(f"OPTIMIZE delta.`{location}`").collect()
+        spark.sql(f"OPTIMIZE {delta_table(location)}").collect()
     after = measure_layout(spark, location, zordered.customer, "OPTIMIZE (clusters by the table's keys)")
     run.table(
         [zordered.row(), before.row(), after.row()], title="the same query on the Z-ordered and the clustered table"
@@ -440,7 +440,7 @@ def cluster_and_measure(run: PatternRun, layout: MedallionLayout, zordered: Layo
         f"before OPTIMIZE: {before.scan.files_read}/{before.detail.files} files read; after: "
         f"{after.scan.files_read}/{after.detail.files} (Z-order: {zordered.scan.files_read}/{zordered.detail.files})",
     )
-    spark.sql(f"ALTER TABLE delta.`{location}` CLUSTER BY (event_date)")
+    spark.sql(f"ALTER TABLE {delta_table(location)} CLUSTER BY (event_date)")
     altered, columns = table_detail(spark, location), clustering_columns(spark, location)
     run.check(
         "ALTER TABLE … CLUSTER BY changes the keys in the table's metadata, rewriting no file",
@@ -475,7 +475,7 @@ def vacuum(run: PatternRun, location: str, old_version: int) -> None:
         with temporary_conf(
             spark, {"spark.sql.sources.parallelPartitionDiscovery.parallelism": str(LISTING_PARALLELISM)}
         ):
-            spark.sql(f"VACUUM delta.`{location}` RETAIN 0 HOURS DRY RUN").collect()
+            spark.sql(f"VACUUM {delta_table(location)} RETAIN 0 HOURS DRY RUN").collect()
         guarded = False
     except Exception as exc:
         guarded = "retention" in str(exc).lower()
@@ -489,9 +489,9 @@ def vacuum(run: PatternRun, location: str, old_version: int) -> None:
         "spark.sql.sources.parallelPartitionDiscovery.parallelism": str(LISTING_PARALLELISM),
     }
     with temporary_conf(spark, quick_listing):
-        candidates = spark.sql(f"VACUUM delta.`{location}` RETAIN 0 HOURS DRY RUN").count()
-        spark.sql(f"VACUUM delta.`{location}` RETAIN 0 HOURS").collect()
-        remaining = spark.sql(f"VACUUM delta.`{location}` RETAIN 0 HOURS DRY RUN").count()
+        candidates = spark.sql(f"VACUUM {delta_table(location)} RETAIN 0 HOURS DRY RUN").count()
+        spark.sql(f"VACUUM {delta_table(location)} RETAIN 0 HOURS").collect()
+        remaining = spark.sql(f"VACUUM {delta_table(location)} RETAIN 0 HOURS DRY RUN").count()
     try:
         spark.read.format("delta").option("versionAsOf", old_version).load(location).agg({"price": "sum"}).collect()
         old_readable = True
@@ -542,7 +542,7 @@ def bad_write_and_restore(run: PatternRun, layout: MedallionLayout) -> None:
     bad = table_detail(spark, location).version
     wrong_now = mismatched_rows(gold_frame(spark, layout, GOLD_DAILY_SALES), expected)
     wrong_then = mismatched_rows(gold_frame(spark, layout, GOLD_DAILY_SALES, version=good), expected)
-    spark.sql(f"RESTORE TABLE delta.`{location}` TO VERSION AS OF {good}").collect()
+    spark.sql(f"RESTORE TABLE {delta_table(location)} TO VERSION AS OF {good}").collect()
     wrong_after = mismatched_rows(gold_frame(spark, layout, GOLD_DAILY_SALES), expected)
     states = (
         (good, "last good (read with VERSION AS OF)", wrong_then),

@@ -61,7 +61,7 @@ from expert.lakehouse import (
     run_medallion,
     table_version,
 )
-from expert.lakehouse.delta_ops import history, is_delta_table
+from expert.lakehouse.delta_ops import delta_table, history, is_delta_table
 from expert.recovery.delta_backup import copy_tables, deep_clone_supported, fingerprints, readable
 from expert.recovery.failover import recommend_failover_group
 from expert.runtime import snowflake_ddl as ddl
@@ -601,7 +601,7 @@ def disaster_recovery(run: PatternRun, layout: MedallionLayout, session: Snowfla
     with run.timed() as backup_watch:
         versions = copy_all(gold, backup, "gold backup")
     shallow = str(backup_root / "shallow_fact_sales")
-    spark.sql(f"CREATE TABLE delta.`{shallow}` SHALLOW CLONE delta.`{gold[GOLD_FACT_SALES]}`").collect()
+    spark.sql(f"CREATE TABLE {delta_table(shallow)} SHALLOW CLONE {delta_table(gold[GOLD_FACT_SALES])}").collect()
     run.figure("gold backup", backup_watch.seconds, "s", how=f"{len(GOLD_TABLES)} tables, {method}")
 
     for table in GOLD_TABLES:

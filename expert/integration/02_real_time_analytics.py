@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from expert.lakehouse.delta_ops import history
+from expert.lakehouse.delta_ops import delta_table, history
 from expert.runtime.data import EVENT_TYPES
 from expert.runtime.kafka import KafkaEndpoint, kafka_endpoint
 from expert.runtime.pattern import PatternRun, run_pattern
@@ -611,7 +611,7 @@ def historical_analytics(run: PatternRun, lake: Lake, record: StreamRecord, outc
         f"""SELECT channel, count_if(event_type = 'view') AS views, count_if(event_type = 'purchase') AS purchases,
                    round(100 * count_if(event_type = 'purchase') / count_if(event_type = 'view'), 1) AS conversion_pct,
                    sum(CASE WHEN event_type = 'purchase' THEN price END) AS revenue
-            FROM delta.`{silver}` GROUP BY channel ORDER BY revenue DESC"""
+            FROM {delta_table(silver)} GROUP BY channel ORDER BY revenue DESC"""
     ).toPandas()
     run.table(by_channel, title="historical: conversion and revenue by channel (batch query on silver)")
     version = outcome.silver_version_at_crash

@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 
 from expert.interop.transfer import rows_differing
+from expert.lakehouse.delta_ops import delta_table
 from expert.ml import features, stats, training
 from expert.ml.campaign import campaign_traffic
 from expert.ml.experiment import AbResult, ExperimentDesign, run_experiment
@@ -184,11 +185,11 @@ def create_feature_tables(spark: SparkSession, lake: Lake) -> None:
     """Declare both feature tables; Delta enforces the NOT NULL key columns on every write."""
     values = ", ".join(f"{name} {kind} NOT NULL" for name, kind in ACTIVITY_COLUMNS.items())
     spark.sql(
-        f"CREATE TABLE delta.`{lake.activity}` (customer_id BIGINT NOT NULL, feature_ts TIMESTAMP NOT NULL, {values}) "
+        f"CREATE TABLE {delta_table(lake.activity)} (customer_id BIGINT NOT NULL, feature_ts TIMESTAMP NOT NULL, {values}) "
         "USING DELTA COMMENT 'Customer activity in the 7 days before feature_ts; key (customer_id, feature_ts)'"
     )
     spark.sql(
-        f"CREATE TABLE delta.`{lake.profile}` (customer_id BIGINT NOT NULL, feature_ts TIMESTAMP NOT NULL, "
+        f"CREATE TABLE {delta_table(lake.profile)} (customer_id BIGINT NOT NULL, feature_ts TIMESTAMP NOT NULL, "
         "segment STRING NOT NULL, age_years INT NOT NULL) "
         "USING DELTA COMMENT 'Customer profile known from signup; key (customer_id, feature_ts)'"
     )
@@ -229,7 +230,9 @@ def build_feature_store(run: PatternRun, scene: Scene) -> None:
         rerun == {"num_inserted_rows": 0, "num_updated_rows": 0},
         f"inserted {rerun['num_inserted_rows']}, updated {rerun['num_updated_rows']}",
     )
-    keyless = f"INSERT INTO delta.`{lake.activity}` VALUES (NULL, TIMESTAMP'2026-03-01', 0, 0, 0, 0.0, 0, 0.0, 0.0)"
+    keyless = (
+        f"INSERT INTO {delta_table(lake.activity)} VALUES (NULL, TIMESTAMP'2026-03-01', 0, 0, 0, 0.0, 0, 0.0, 0.0)"
+    )
     try:
         spark.sql(keyless)
         rejected = None

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from expert import PROJECT_ROOT
+from expert.lakehouse.delta_ops import delta_table
 from expert.mesh.catalog import ProductCatalog, catalog_tags, registered, search_text
 from expert.mesh.compliance import ComplianceReport, write_report
 from expert.mesh.lineage import lineage_mermaid, lineage_tree
@@ -572,7 +573,7 @@ def breaking_change(run: PatternRun, platform: MeshPlatform, world: EcommerceWor
     )
     allowed = platform.publish(v2, candidate)
     run.table(allowed.gate_rows(), title=f"orders 2.0.0 with the rename: {allowed.outcome.upper()}")
-    v1 = spark.sql(f"SELECT * FROM delta.`{location}` VERSION AS OF {before_version}")
+    v1 = spark.sql(f"SELECT * FROM {delta_table(location)} VERSION AS OF {before_version}")
     v1_rows = v1.count()
     registered = catalog.product(product) or {}
     versions = catalog.versions(product)

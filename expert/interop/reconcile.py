@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from expert.interop.transfer import delta_frame
+from expert.lakehouse.delta_ops import delta_table
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -40,7 +41,7 @@ def checksums_by_day(rows: Sequence[Mapping[str, Any]], measures: Sequence[str])
 
 def lake_checksums(spark: SparkSession, query: str, location: str, measures: Sequence[str]) -> Checksums:
     """`query` (with `{table}`) over the Delta table at `location`, computed by Spark."""
-    rows = spark.sql(query.format(table=f"delta.`{location}`")).collect()
+    rows = spark.sql(query.format(table=f"{delta_table(location)}")).collect()
     return checksums_by_day([r.asDict() for r in rows], measures)
 
 

@@ -17,6 +17,7 @@ import contextlib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from os import PathLike
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -92,10 +93,10 @@ def _first_row(spark: SparkSession, statement: str, column: str) -> Any | None:
     return None if row is None else row[column]
 
 
-def delta_table(location: str) -> str:
+def delta_table(location: str | PathLike[str]) -> str:
     """The SQL name of the Delta table at a path: `` delta.`<location>` ``, with any backtick in the
     path doubled, so a path is always one quoted identifier and never ends the quoting early."""
-    return "delta.`" + location.replace("`", "``") + "`"
+    return "delta.`" + str(location).replace("`", "``") + "`"
 
 
 def is_delta_table(spark: SparkSession, location: str) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from expert.lakehouse.delta_ops import ScanMetrics, TableDetail, measure_scan, table_detail
+from expert.lakehouse.delta_ops import ScanMetrics, TableDetail, delta_table, measure_scan, table_detail
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -76,7 +76,7 @@ def measure_layout(spark: SparkSession, location: str, customer: int, state: str
 
 def clustering_columns(spark: SparkSession, location: str) -> list[str]:
     """The liquid clustering keys a Delta table keeps in its metadata (`DESCRIBE DETAIL`), [] for none."""
-    row = spark.sql(f"DESCRIBE DETAIL delta.`{location}`").select("clusteringColumns").first()
+    row = spark.sql(f"DESCRIBE DETAIL {delta_table(location)}").select("clusteringColumns").first()
     return list(row["clusteringColumns"] or []) if row is not None else []
 
 

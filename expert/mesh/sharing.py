@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from expert.lakehouse.delta_ops import delta_table
 from expert.mesh.names import delta_version
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ def open_share(spark: SparkSession, config_path: Path, table: str, recipient: st
                     spark.sql(f"CREATE DATABASE IF NOT EXISTS {database}")
                     spark.sql(
                         f"CREATE OR REPLACE VIEW {database}.{table_name} AS SELECT * FROM "
-                        f"delta.`{location}` VERSION AS OF {delta_version(location)}"
+                        f"{delta_table(location)} VERSION AS OF {delta_version(location)}"
                     )
                     return f"{database}.{table_name}"
     raise KeyError(f"not in share {share_name}: {schema_name}.{table_name}")

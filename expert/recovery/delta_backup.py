@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from expert.lakehouse import table_version
+from expert.lakehouse.delta_ops import delta_table
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -27,14 +28,14 @@ def fingerprints(spark: SparkSession, locations: Mapping[str, str]) -> dict[str,
     """
     parts = [
         f"SELECT '{name}' AS t, count(*) AS n, coalesce(sum(CAST(xxhash64(*) AS DECIMAL(38, 0))), 0) AS h "
-        f"FROM delta.`{location}`"
+        f"FROM {delta_table(location)}"
         for name, location in locations.items()
     ]
     return {r["t"]: (int(r["n"]), int(r["h"])) for r in spark.sql(" UNION ALL ".join(parts)).collect()}
 
 
 def deep_clone_sql(source: str, target: str) -> str:
-    return f"CREATE OR REPLACE TABLE delta.`{target}` DEEP CLONE delta.`{source}`"
+    return f"CREATE OR REPLACE TABLE {delta_table(target)} DEEP CLONE {delta_table(source)}"
 
 
 def deep_clone_supported(spark: SparkSession, source: str, probe: str) -> bool:

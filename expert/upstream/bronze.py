@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 
 from expert.lakehouse import MedallionLayout
+from expert.lakehouse.delta_ops import delta_table
 from expert.lakehouse.medallion import ensure_table
 from expert.upstream.silver import BRONZE_PAYMENTS, BRONZE_PAYMENTS_SCHEMA, BRONZE_PRODUCTS, BRONZE_PRODUCTS_SCHEMA
 
@@ -39,7 +40,7 @@ def high_water(spark: SparkSession, location: str, column: str) -> Any:
     through a Python datetime, which PySpark would shift into the machine's local time zone.
     """
     expr = f"date_format(max({column}), \"yyyy-MM-dd'T'HH:mm:ss'Z'\")" if column == "updated_at" else f"max({column})"
-    row = spark.sql(f"SELECT {expr} AS hw FROM delta.`{location}`").first()
+    row = spark.sql(f"SELECT {expr} AS hw FROM {delta_table(location)}").first()
     return None if row is None else row["hw"]
 
 

@@ -17,6 +17,7 @@ from pyspark.sql import functions as F
 from expert.exercises.context import CheckContext
 from expert.exercises.learner import LearnerCode
 from expert.exercises.verdict import expect
+from expert.lakehouse.delta_ops import delta_table
 from expert.runtime.data import EcommerceWorld
 
 if TYPE_CHECKING:
@@ -301,7 +302,7 @@ def _spark_orders(spark: SparkSession, frame: pd.DataFrame) -> DataFrame:
 
 
 MERGE_CHANGES = """
-MERGE INTO delta.`{silver}` AS t USING {changes} AS s ON t.order_id = s.order_id
+MERGE INTO {delta_table(silver)} AS t USING {changes} AS s ON t.order_id = s.order_id
 WHEN MATCHED AND s.op = 'delete' THEN DELETE
 WHEN MATCHED THEN UPDATE SET customer_id = s.customer_id, amount = s.amount, status = s.status, order_date = s.order_date
 WHEN NOT MATCHED AND s.op = 'upsert' THEN INSERT (order_id, customer_id, amount, status, order_date)
@@ -315,7 +316,7 @@ def _gold_rows(spark: SparkSession, gold: str) -> dict[date, tuple[int, float, i
 
 
 def _version(spark: SparkSession, location: str) -> int:
-    row = spark.sql(f"DESCRIBE HISTORY delta.`{location}` LIMIT 1").first()
+    row = spark.sql(f"DESCRIBE HISTORY {delta_table(location)} LIMIT 1").first()
     assert row is not None
     return int(row["version"])
 

@@ -21,6 +21,7 @@ from schemachange.version import get_alphanum_key
 from expert.exercises.context import CheckContext
 from expert.exercises.learner import LearnerCode
 from expert.exercises.verdict import expect
+from expert.lakehouse.delta_ops import delta_table
 from expert.runtime.data import EcommerceWorld
 
 if TYPE_CHECKING:
@@ -324,7 +325,7 @@ def check_audit_gate(learner: LearnerCode, ctx: CheckContext) -> str:
 
 
 def _version(spark: SparkSession, location: str) -> int:
-    row = spark.sql(f"DESCRIBE HISTORY delta.`{location}` LIMIT 1").first()
+    row = spark.sql(f"DESCRIBE HISTORY {delta_table(location)} LIMIT 1").first()
     assert row is not None
     return int(row["version"])
 
@@ -396,7 +397,7 @@ def check_verify_rollback(learner: LearnerCode, ctx: CheckContext) -> str:
         "verification runs on the live table after the swap (the version the publish created)",
         f"verify was called for version(s) {ledger.verified}; the publish should have created version {blue + 1}",
     )
-    history = spark.sql(f"DESCRIBE HISTORY delta.`{live}` LIMIT 1").first()
+    history = spark.sql(f"DESCRIBE HISTORY {delta_table(live)} LIMIT 1").first()
     assert history is not None
     restored = _live_rows(spark, live) == Counter(good)
     expect(
