@@ -52,6 +52,7 @@ from expert.runtime.daemon import (
     terminate,
 )
 from expert.runtime.errors import ExpertError
+from expert.runtime.quoting import jaas_quoted
 from expert.runtime.workdir import shared_dir
 
 KAFKA_VERSION = "4.4.0"
@@ -608,7 +609,10 @@ class KafkaEndpoint:
                 user = self.config.get("KAFKA_SASL_USERNAME") or ""
                 secret = password.get_secret_value() if password else ""
                 options["kafka.sasl.mechanism"] = mechanism
-                options["kafka.sasl.jaas.config"] = f'{module} required username="{user}" password="{secret}";'
+                options["kafka.sasl.jaas.config"] = (
+                    f"{module} required username={jaas_quoted(user, key='KAFKA_SASL_USERNAME')} "
+                    f"password={jaas_quoted(secret, key='KAFKA_SASL_PASSWORD')};"
+                )
         return options
 
 

@@ -279,7 +279,12 @@ class PatternRun:
         from expert.runtime.snowflake import snowflake_endpoint
 
         with snowflake_endpoint(
-            self.settings.snowflake, db_path=self.workdir / "snowflake", database=database, schema=schema
+            self.settings.snowflake,
+            db_path=self.workdir / "snowflake",
+            database=database,
+            schema=schema,
+            owner=self.meta.id,
+            reset_existing=bool(getattr(self.args, "reset_existing", False)),
         ) as endpoint:
             yield endpoint
 
