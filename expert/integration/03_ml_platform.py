@@ -24,11 +24,10 @@ Run it:
 
 Spark does the work that grows with the data (feature jobs, the as-of join, batch scoring); the
 model is a scikit-learn pipeline trained on the point-in-time set (a few thousand rows). Locally:
-Spark + Delta Lake, fakesnow under the Snowflake connector, MLflow on SQLite, MLflow's scoring
-app on 127.0.0.1. With credentials in .env: the training data and scores live in your Snowflake
-account, runs and models in your MLflow server or Databricks workspace
-(`MLFLOW_TRACKING_URI=databricks`, `MLFLOW_REGISTRY_URI=databricks-uc`); Unity Catalog feature
-tables and Model Serving endpoints are shown as the definitions to apply (cloud-plan.md).
+Spark + Delta, fakesnow, MLflow on SQLite, MLflow's scoring app on 127.0.0.1. With credentials in
+.env: training data and scores in your Snowflake account, runs and models in your MLflow server or
+Databricks workspace (`MLFLOW_TRACKING_URI=databricks`, `MLFLOW_REGISTRY_URI=databricks-uc`); Unity
+Catalog feature tables and Model Serving endpoints are shown as definitions (cloud-plan.md).
 """
 
 from __future__ import annotations
@@ -230,9 +229,7 @@ def build_feature_store(run: PatternRun, scene: Scene) -> None:
         rerun == {"num_inserted_rows": 0, "num_updated_rows": 0},
         f"inserted {rerun['num_inserted_rows']}, updated {rerun['num_updated_rows']}",
     )
-    keyless = (
-        f"INSERT INTO {delta_table(lake.activity)} VALUES (NULL, TIMESTAMP'2026-03-01', 0, 0, 0, 0.0, 0, 0.0, 0.0)"
-    )
+    keyless = f"INSERT INTO {delta_table(lake.activity)} VALUES (NULL, TIMESTAMP'2026-03-01', 0, 0, 0, 0.0, 0, 0, 0)"
     try:
         spark.sql(keyless)
         rejected = None
