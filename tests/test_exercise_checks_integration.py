@@ -167,8 +167,8 @@ WRONG = [
 SPARK_WRONG = [
     pytest.param(
         "integration/02.1",
-        '        .option("txnAppId", app_id)\n',
-        '        .option("txnAppId", "orders-stream")\n',
+        '.option("txnAppId", app_id)',
+        '.option("txnAppId", "orders-stream")',
         "another app id's batch 0 is not mistaken for this stream's batch 0",
         id="02.1-one-app-id-for-every-query",
     ),
