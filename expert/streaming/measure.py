@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 DRAIN_TIMEOUT_S = 600.0
 UNPACED = 1e9
 """A rate no producer reaches: the records go out as fast as the client sends them."""
+PROBE_EVENTS = 50
+"""Sent before the paced run; the run starts once all of them reached the live topic."""
+READY_TIMEOUT_S = 180.0
 SUSTAINED = 0.95
 """A rate counts as sustained when the producer sent, and the live topic received, at least 95% of it."""
 
@@ -186,12 +189,20 @@ def _measure_rate(
     consumer = LiveConsumer(endpoint, lesson.LIVE_TOPIC, end_offsets(endpoint, lesson.LIVE_TOPIC, 1))
     consumer.start()
     lane = LiveLane(lesson.start_operational_query(spark, endpoint, starting, lake), consumer)
+    probe, deliveries = deliveries[:PROBE_EVENTS], deliveries[PROBE_EVENTS:]
     try:
-        while lane.query.isActive and lane.query.status["message"] == "Initializing sources":
-            time.sleep(0.05)
+        # Ready means a record went through end to end, not that the query was started: its first
+        # batch plans, reads the product table and opens the Kafka sink first (seconds, cold).
+        PacedProducer(endpoint, lesson.TOPIC, probe, Pacing(UNPACED)).run()
+        if not consumer.wait_for(len(probe), READY_TIMEOUT_S):
+            raise ExpertError(
+                f"the real-time query delivered {len(consumer.received_ms)} of {len(probe)} probe records "
+                f"in {READY_TIMEOUT_S:.0f} s",
+                "see .work/_shared/logs/spark-driver.log",
+            )
         producer = PacedProducer(endpoint, lesson.TOPIC, deliveries, Pacing(sweep.rate))
         producer.run()
-        consumer.wait_for(len(deliveries))
+        consumer.wait_for(len(probe) + len(deliveries))
     finally:
         lane.stop()
     window_from = int((producer.started_at + sweep.warmup_s) * 1000)
