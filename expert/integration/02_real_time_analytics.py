@@ -95,8 +95,9 @@ DEFAULT_TRIGGERS = (0.0, 3.0)
 """processingTime seconds before the crash (0: the next batch starts when the last ends) and after the restart."""
 WARMUP_ROUNDS, WARMUP_RECORDS = 2, 10
 """First 2 rounds of 10 records, each once silver committed a batch (a cold start measured apart), then --rate."""
-CRASH_AFTER_SENT, CRASH_AFTER_STEADY_BATCHES = 0.25, 2
-"""The silver sink crashes once 25% of the records are out and 2 steady batches committed: mid-stream."""
+CRASH_AFTER_SENT, CRASH_AFTER_STEADY_BATCHES, HOLD_AT = 0.25, 2, 0.5
+"""The silver sink crashes once 25% of the records are out and 2 steady batches committed; the producer
+waits at 50% until the crash happened, so it is mid-stream even when batches are slow."""
 
 
 def connect_kafka(run: PatternRun, endpoint: KafkaEndpoint) -> dict[int, int]:
@@ -424,7 +425,7 @@ def stream_crash_and_restart(
     def start(query_run: int, trigger_s: float) -> AnalyticalQueries:
         return start_queries(run.spark, endpoint, starting, lake, sink=sinks[query_run - 1], trigger_s=trigger_s)
 
-    pacing = Pacing(run.args.rate, WARMUP_ROUNDS, WARMUP_RECORDS)
+    pacing = Pacing(run.args.rate, WARMUP_ROUNDS, WARMUP_RECORDS, hold_at=HOLD_AT, hold_timeout_s=60.0)
     triggers = (run.args.trigger_before, run.args.trigger_after)
     watch = (lane.query,) if lane else ()
     setup = StreamSetup(endpoint, TOPIC, len(starting), plan, pacing, start, triggers, lake.table("silver"), watch)

@@ -105,6 +105,7 @@ def drive_stream(run: PatternRun, setup: StreamSetup, monitor: StreamMonitor) ->
                     crash_error, sent_at_crash = expect_simulated_crash(queries.silver), producer.sent
                     version_at_crash = _stop_after_crash(run, setup, queries, runs[0], monitor)
                     queries = _start(setup, runs[1], monitor, refresh)
+                    producer.release()
                     continue
                 if not producer.is_alive():
                     final = final or end_offsets(setup.endpoint, setup.topic, setup.partitions)

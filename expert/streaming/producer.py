@@ -24,7 +24,9 @@ class Pacing:
     batch per earlier round (so a cold JVM's first batches are measured apart from steady state);
     then the rest at `rate` records per second. A late event waits aside until the stream's
     watermark has passed its event time (which is what makes it late), at most `late_wait_s`
-    after the paced records, never holding up the rest.
+    after the paced records, never holding up the rest. With `hold_at` (a fraction of the paced
+    records), the producer pauses there until the caller calls `release()` (or `hold_timeout_s`
+    passes): a crash planned mid-stream then happens mid-stream however slow the machine is.
     """
 
     rate: float
@@ -32,6 +34,8 @@ class Pacing:
     warmup_records: int = 0
     warmup_timeout_s: float = 180.0
     late_wait_s: float = 60.0
+    hold_at: float | None = None
+    hold_timeout_s: float = 180.0
 
     @property
     def warmup(self) -> int:
@@ -52,11 +56,32 @@ class PacedProducer(threading.Thread):
         self.started_at = self.paced_until = 0.0
         """Epoch seconds: when the paced send loop began and ended (the warm-up rounds come before)."""
         self.sent_paced = 0
+        self.held_s = 0.0
+        """Seconds the paced loop waited at `pacing.hold_at` (left out of `offered_rate`)."""
+        self._released = threading.Event()
+
+    def _warm_up(self, producer: Any) -> None:
+        """Each warm-up round once the stream has committed a batch per earlier round."""
+        pacing = self.pacing
+        for round_ in range(pacing.warmup_rounds):
+            start = round_ * pacing.warmup_records
+            for delivery in self.deliveries[start : start + pacing.warmup_records]:
+                self._send(producer, delivery)
+            producer.flush(30)
+            deadline = time.monotonic() + pacing.warmup_timeout_s
+            while self.batches_committed <= round_:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the stream committed no warm-up batch within {pacing.warmup_timeout_s:.0f} s")
+                time.sleep(0.02)
+
+    def release(self) -> None:
+        """Let a producer held at `pacing.hold_at` go on."""
+        self._released.set()
 
     @property
     def offered_rate(self) -> float:
         """Records per second the paced loop actually sent (what the stream was offered)."""
-        return self.sent_paced / max(self.paced_until - self.started_at, 1e-9)
+        return self.sent_paced / max(self.paced_until - self.started_at - self.held_s, 1e-9)
 
     def run(self) -> None:
         from confluent_kafka import Producer
@@ -69,21 +94,16 @@ class PacedProducer(threading.Thread):
         pacing = self.pacing
         deferred: list[Delivery] = []
         try:
-            for round_ in range(pacing.warmup_rounds):
-                start = round_ * pacing.warmup_records
-                for delivery in self.deliveries[start : start + pacing.warmup_records]:
-                    self._send(producer, delivery)
-                producer.flush(30)
-                deadline = time.monotonic() + pacing.warmup_timeout_s
-                while self.batches_committed <= round_:
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(
-                            f"the stream committed no warm-up batch within {pacing.warmup_timeout_s:.0f} s"
-                        )
-                    time.sleep(0.02)
+            self._warm_up(producer)
             self.started_at = time.time()
-            for i, delivery in enumerate(self.deliveries[pacing.warmup :]):
-                delay = self.started_at + i / pacing.rate - time.time()
+            paced = self.deliveries[pacing.warmup :]
+            hold = int(len(paced) * pacing.hold_at) if pacing.hold_at is not None else -1
+            for i, delivery in enumerate(paced):
+                if i == hold:
+                    waited = time.time()
+                    self._released.wait(pacing.hold_timeout_s)
+                    self.held_s = time.time() - waited
+                delay = self.started_at + self.held_s + i / pacing.rate - time.time()
                 if delay > 0:
                     time.sleep(delay)
                 if delivery.late:
