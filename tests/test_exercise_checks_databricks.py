@@ -139,10 +139,17 @@ SPARK_MISTAKES = [
     ),
     pytest.param(
         "databricks/01.3",
-        "            .where(touched)\n",
-        "",
+        ("            .where(touched)\n", '            .option("replaceWhere", touched)\n'),
+        ("", ""),
         "days no change touched are not rewritten",
         id="01.3-full-refresh",
+    ),
+    pytest.param(
+        "databricks/01.3",
+        '            .mode("overwrite")\n            .option("replaceWhere", touched)\n',
+        '            .mode("append")\n',
+        "after the refresh gold equals a full recompute from silver",
+        id="01.3-appended-days",
     ),
     pytest.param(
         "databricks/01.3",
@@ -153,8 +160,8 @@ SPARK_MISTAKES = [
     ),
     pytest.param(
         "databricks/03.1",
-        "F.count_if(~F.coalesce(F.expr(ROW_RULES), F.lit(False)))",
-        "F.count_if(~F.expr(ROW_RULES))",
+        ("F.count_if(~F.coalesce(F.expr(ROW_RULES), F.lit(False)))", '    if counts["with_nulls"]:\n'),
+        ("F.count_if(~F.expr(ROW_RULES))", "    if False:\n"),
         "a release that breaks its contract never goes live",
         id="03.1-null-passes-a-value-rule",
     ),
@@ -176,7 +183,7 @@ SPARK_MISTAKES = [
         "databricks/03.2",
         "problems = verify(live_version(spark, live))",
         "problems = verify(blue)",
-        "verification runs on the live table after the swap",
+        "the release is published in one commit and verified as the live table's new version",
         id="03.2-verifies-the-old-version",
     ),
 ]
@@ -185,13 +192,16 @@ SPARK_MISTAKES = [
 PROMTOOL_EXERCISES = {"databricks/02.1", "databricks/02.3"}
 
 
-def check_variant(tmp_path: Path, exercise_id: str, old: str, new: str) -> Verdict:
-    """The exercise's check on its reference solution with `old` replaced by `new`."""
+def check_variant(tmp_path: Path, exercise_id: str, old: str | tuple[str, ...], new: str | tuple[str, ...]) -> Verdict:
+    """The exercise's check on its reference solution with `old` replaced by `new` (or each of several)."""
     exercise = find(exercise_id)
     text = exercise.solution_path.read_text()
-    assert old in text, f"{exercise.solution} no longer contains the line this mistake changes"
+    pairs = [(old, new)] if isinstance(old, str) else list(zip(old, new, strict=True))
+    for before, after in pairs:
+        assert before in text, f"{exercise.solution} no longer contains the line this mistake changes"
+        text = text.replace(before, after, 1)
     path = tmp_path / exercise.path.name
-    path.write_text(text.replace(old, new, 1))
+    path.write_text(text)
     return run_check(exercise, path)
 
 
@@ -203,7 +213,7 @@ def _judge(verdict: Verdict, invariant: str) -> None:
 
 @pytest.mark.parametrize(("exercise_id", "old", "new", "invariant"), MISTAKES)
 def test_a_typical_mistake_breaks_its_invariant(
-    tmp_path: Path, exercise_id: str, old: str, new: str, invariant: str
+    tmp_path: Path, exercise_id: str, old: str | tuple[str, ...], new: str | tuple[str, ...], invariant: str
 ) -> None:
     if exercise_id in PROMTOOL_EXERCISES:
         require_tool("promtool")
@@ -213,7 +223,7 @@ def test_a_typical_mistake_breaks_its_invariant(
 @pytest.mark.usefixtures("spark")
 @pytest.mark.parametrize(("exercise_id", "old", "new", "invariant"), SPARK_MISTAKES)
 def test_a_typical_spark_mistake_breaks_its_invariant(
-    tmp_path: Path, exercise_id: str, old: str, new: str, invariant: str
+    tmp_path: Path, exercise_id: str, old: str | tuple[str, ...], new: str | tuple[str, ...], invariant: str
 ) -> None:
     _judge(check_variant(tmp_path, exercise_id, old, new), invariant)
 

@@ -12,6 +12,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -46,3 +47,45 @@ def _operation(commit: Path) -> str:
         if '"commitInfo"' in line:
             return str(json.loads(line)["commitInfo"].get("operation", "UNKNOWN"))
     return "UNKNOWN"
+
+
+@dataclass(frozen=True)
+class Commit:
+    """One commit of a Delta table: its version, operation and parameters, and the data files it changed."""
+
+    version: int
+    operation: str
+    parameters: dict[str, Any]
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+
+
+def table_commits(table: Path) -> list[Commit]:
+    """Every commit of the local Delta table at `table`, oldest first, read from its JSON log.
+
+    Why without Spark: a check that needs only versions, operations or file names gets them in
+    milliseconds, where `DESCRIBE HISTORY` or loading a snapshot costs a Spark job. Every JSON
+    commit stays in a local log (checkpoints summarise commits, they do not replace them here).
+    """
+    commits = []
+    for entry in sorted((table / "_delta_log").glob("[0-9]" * 20 + ".json")):
+        actions = [json.loads(line) for line in entry.read_text().splitlines() if line.strip()]
+        info = next((a["commitInfo"] for a in actions if "commitInfo" in a), {})
+        commits.append(
+            Commit(
+                version=int(entry.stem),
+                operation=str(info.get("operation", "UNKNOWN")),
+                parameters=dict(info.get("operationParameters") or {}),
+                added=tuple(a["add"]["path"] for a in actions if "add" in a),
+                removed=tuple(a["remove"]["path"] for a in actions if "remove" in a),
+            )
+        )
+    return commits
+
+
+def live_files(table: Path) -> set[str]:
+    """The data files of the table's latest version: every file added and not removed since."""
+    files: set[str] = set()
+    for commit in table_commits(table):
+        files = (files - set(commit.removed)) | set(commit.added)
+    return files

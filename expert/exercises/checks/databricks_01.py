@@ -302,7 +302,7 @@ def _spark_orders(spark: SparkSession, frame: pd.DataFrame) -> DataFrame:
 
 
 MERGE_CHANGES = """
-MERGE INTO {delta_table(silver)} AS t USING {changes} AS s ON t.order_id = s.order_id
+MERGE INTO {silver} AS t USING {changes} AS s ON t.order_id = s.order_id
 WHEN MATCHED AND s.op = 'delete' THEN DELETE
 WHEN MATCHED THEN UPDATE SET customer_id = s.customer_id, amount = s.amount, status = s.status, order_date = s.order_date
 WHEN NOT MATCHED AND s.op = 'upsert' THEN INSERT (order_id, customer_id, amount, status, order_date)
@@ -339,7 +339,7 @@ def check_incremental_gold(learner: LearnerCode, ctx: CheckContext) -> str:
     initial.where(~untouched).coalesce(1).write.format("delta").mode("append").save(gold)
     gold_before = _version(spark, gold)
     _spark_orders(spark, data.changes).createOrReplaceTempView("order_changes")
-    spark.sql(MERGE_CHANGES.format(silver=silver, changes="order_changes"))
+    spark.sql(MERGE_CHANGES.format(silver=delta_table(silver), changes="order_changes"))
     latest = _version(spark, silver)
 
     applied = refresh(spark, silver, gold, latest)
