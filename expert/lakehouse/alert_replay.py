@@ -12,6 +12,7 @@ Alertmanager delivered is read from the webhook receiver's payloads.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -190,8 +191,14 @@ def prometheus_history(
     """
     active_at = {a.key: a.active_at for alerts in states for a in alerts}
     firing = {d.key: d.starts_at for d in received if d.status == "firing"}
-    # Alertmanager keeps startsAt to the millisecond, Prometheus activeAt to the nanosecond: compare in ms.
-    pending_to_firing = {key: round(firing[key] - active_at[key], 3) * speedup for key in firing if key in active_at}
+    # Alertmanager keeps startsAt to the millisecond, Prometheus activeAt to the nanosecond: compare in ms,
+    # activeAt cut to its millisecond too (rounding the difference alone made an exact `for` of 2.000 s
+    # come out as 1.999 s when the two were cut at different sub-millisecond points).
+    pending_to_firing = {
+        key: round(firing[key] - math.floor(active_at[key] * 1000) / 1000, 3) * speedup
+        for key in firing
+        if key in active_at
+    }
     return AlertHistory("Prometheus + Alertmanager", transitions(states, times), list(received), pending_to_firing)
 
 
