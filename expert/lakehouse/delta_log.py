@@ -58,6 +58,8 @@ class Commit:
     parameters: dict[str, Any]
     added: tuple[str, ...]
     removed: tuple[str, ...]
+    transactions: tuple[tuple[str, int], ...] = ()
+    """The (txnAppId, txnVersion) pairs the commit recorded: how idempotent writers are recognised."""
 
 
 def table_commits(table: Path) -> list[Commit]:
@@ -78,6 +80,7 @@ def table_commits(table: Path) -> list[Commit]:
                 parameters=dict(info.get("operationParameters") or {}),
                 added=tuple(a["add"]["path"] for a in actions if "add" in a),
                 removed=tuple(a["remove"]["path"] for a in actions if "remove" in a),
+                transactions=tuple((a["txn"]["appId"], int(a["txn"]["version"])) for a in actions if "txn" in a),
             )
         )
     return commits

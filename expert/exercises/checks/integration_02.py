@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from collections import Counter
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,6 +13,7 @@ import pandas as pd
 from expert.exercises.context import CheckContext
 from expert.exercises.learner import LearnerCode
 from expert.exercises.verdict import expect
+from expert.lakehouse.delta_log import table_commits
 from expert.runtime.snowflake import SnowflakeSession
 
 EVENT_TYPES = ("view", "cart", "purchase")
@@ -49,17 +48,6 @@ class InjectedCrashError(RuntimeError):
 
 
 MARKER = "expert-check: injected crash after the sink returned"
-
-
-def delta_transactions(table: Path) -> list[tuple[str, int]]:
-    """Every (appId, version) the table's log records, one per commit that carried one."""
-    found = []
-    for commit in sorted((table / "_delta_log").glob("*.json")):
-        for line in commit.read_text().splitlines():
-            action = json.loads(line)
-            if "txn" in action:
-                found.append((action["txn"]["appId"], int(action["txn"]["version"])))
-    return found
 
 
 def check_idempotent_sink(learner: LearnerCode, ctx: CheckContext) -> str:
@@ -122,7 +110,7 @@ def check_idempotent_sink(learner: LearnerCode, ctx: CheckContext) -> str:
            f"{len(backfill - set(stored))} of {len(backfill)} rows of app '{app_id}-backfill', batch 0, are missing")  # fmt: skip
     expect(sum(stored.values()) == len(streamed) + len(backfill), "nothing else is written",
            f"{sum(stored.values())} rows for {len(streamed) + len(backfill)} events")  # fmt: skip
-    txns = delta_transactions(table)
+    txns = [txn for commit in table_commits(table) for txn in commit.transactions]
     ours = sorted(v for a, v in txns if a == app_id)
     expect(ours == list(range(len(batches))), "each batch commits with txnAppId = app_id and txnVersion = batch_id",
            f"the Delta log records versions {ours} for app id {app_id!r} ({len(batches)} batches); all its "
