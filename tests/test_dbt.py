@@ -486,3 +486,45 @@ def test_install_script_is_quick_when_installed() -> None:
     seconds = time.perf_counter() - started
     assert completed.returncode == 0 and seconds < 5, (completed.returncode, seconds, completed.stdout)
     assert "already installed" in completed.stdout and "dbt-core 1.11.16 + dbt-snowflake 1.12.4" in completed.stdout
+
+
+def test_databricks_03_publishes_only_a_candidate_that_passes_dbt(workdir: Path) -> None:
+    """The serve step's gate: a candidate with a duplicated day fails dbt's unique test and the served
+    release stays as it was; a clean candidate replaces the served rows in one go."""
+    import snowflake.connector
+
+    from expert.release.serve import Served, prepare_candidate, publish_if_dbt_passes
+    from expert.runtime.snowflake import SnowflakeSession, local_server
+
+    require_dbt()
+    table = "ANALYTICS_PROD.GOLD.DAILY_SALES"
+    columns = GOLD_DDL["DAILY_SALES"] + ", RELEASE VARCHAR, DELTA_VERSION NUMBER(19, 0)"
+    days = [f"2026-01-{day:02d}" for day in range(1, 6)]
+    with local_server() as server:
+        session = SnowflakeSession(snowflake.connector.connect(**server), "local", "ANALYTICS_PROD", "PUBLIC")
+        endpoint = SnowflakeEndpoint("local", "ANALYTICS_PROD", "GOLD", server)
+        session.execute("CREATE DATABASE IF NOT EXISTS ANALYTICS_PROD")
+        session.execute("CREATE SCHEMA IF NOT EXISTS ANALYTICS_PROD.GOLD")
+        session.execute(f"CREATE OR REPLACE TABLE {table} ({columns})")
+        session.execute(
+            f"INSERT INTO {table} VALUES " + ", ".join(f"('{d}', 2, 3, 10.00, 2, 0, '1.0.0', 1)" for d in days)
+        )
+
+        def candidate_rows(*rows: str) -> Served:
+            candidate = prepare_candidate(session, table)
+            session.execute(f"INSERT INTO {candidate} VALUES " + ", ".join(rows))
+            return Served(len(rows), 20.0 * len(rows), 0, 0.0, ("1.1.0", "1.1.0"))
+
+        twice = [f"('{d}', 4, 6, 20.00, 3, 0, '1.1.0', 2)" for d in [*days, days[0]]]
+        blocked = publish_if_dbt_passes(session, endpoint, table, candidate_rows(*twice), workdir / "dbt")
+        assert not blocked.decision.publish
+        assert blocked.decision.failing_tests == ("source_unique_gold_daily_sales_order_date",)
+        assert (blocked.served.served_rows, blocked.served.served_revenue) == (5, 50.0)
+        assert blocked.served.releases == ("1.0.0", "1.0.0"), "consumers still read the previous release"
+
+        clean = [f"('{d}', 4, 6, 20.00, 3, 0, '1.1.0', 2)" for d in days]
+        published = publish_if_dbt_passes(session, endpoint, table, candidate_rows(*clean), workdir / "dbt")
+        assert published.decision.publish, published.decision.reason
+        assert (published.served.served_rows, published.served.served_revenue) == (5, 100.0)
+        assert published.served.releases == ("1.1.0", "1.1.0")
+        session.connection.close()

@@ -15,7 +15,8 @@ Learning objectives:
   an atomic blue/green publish of Delta tables, verification in production and an automated
   `RESTORE` when verification fails (shown for a good, a bad and a blocked release).
 - Keep the platform as Terraform (Databricks and Snowflake providers) and the Snowflake schema as
-  schemachange migrations, applied in order, once, with a change-history table.
+  schemachange migrations, applied in order, once, with a change-history table; let dbt's tests
+  gate what Snowflake serves (a failing test blocks the publish).
 - Check the repository's own deployment workflow with actionlint.
 
 Run it:
@@ -23,11 +24,12 @@ Run it:
     python expert/databricks/03_cicd_deployment.py --write-bundle   # regenerate the bundle's job file
     expert run databricks/03
 
-Locally: Spark + Delta Lake for the releases, schemachange against fakesnow's Snowflake server on
-127.0.0.1, `terraform fmt` and actionlint when installed; the validators (bundle, cluster policy,
-schedule, Terraform, workflow) live in `expert.release`. With credentials in .env: the Databricks CLI
-deploys the bundle (`databricks bundle validate` + `deploy`, as the deploy workflow does), schemachange
-migrates the account; `--apply-infra` applies Terraform.
+Locally: Spark + Delta Lake for the releases, schemachange and dbt-snowflake against fakesnow's
+Snowflake server on 127.0.0.1, `terraform fmt` and actionlint when installed; the validators
+(bundle, cluster policy, schedule, Terraform, workflow) live in `expert.release`. With credentials
+in .env: the Databricks CLI deploys the bundle (`databricks bundle validate` + `deploy`, as the
+deploy workflow does), schemachange migrates the account and dbt tests there; `--apply-infra`
+applies Terraform.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ from expert.release.publish import (
     release_tables,
     restored_to_blue,
 )
-from expert.release.serve import serve_daily_sales
+from expert.release.serve import DBT_SELECTION, prepare_candidate, publish_if_dbt_passes, serve_daily_sales
 from expert.runtime.data import DAYS, EPOCH, EcommerceWorld
 from expert.runtime.pattern import PatternRun, run_pattern
 
@@ -571,15 +573,24 @@ def summarize_releases(run: PatternRun, environments: Environments, outcomes: Se
     )
 
 
-def serve_live_gold(run: PatternRun, env: Environments, sf_env: Mapping[str, str], session: SnowflakeSession) -> None:
-    """Migrate the production schema, then load the live release into it, tagged with its version."""
-    snowflake_migrations(run, sf_env, session, SNOWFLAKE_DATABASES["prod"])
+def serve_live_gold(run: PatternRun, env: Environments, target: migrations.MigrationTarget) -> None:
+    """Migrate the production schema, load the live release as a candidate, publish it once dbt's tests pass."""
+    session = target.session
+    snowflake_migrations(run, target.env, session, SNOWFLAKE_DATABASES["prod"])
     location = env.live(GOLD_DAILY_SALES)
     version = live_version(run.spark, location)
     release = live_release(read_release_log(run.spark, env.release_log), GOLD_DAILY_SALES)
     assert version is not None and release is not None
     table = f"{SNOWFLAKE_DATABASES['prod']}.GOLD.DAILY_SALES"
-    served = serve_daily_sales(run.spark, session, location, version, release=release.release, table=table)
+    candidate = prepare_candidate(session, table)
+    loaded = serve_daily_sales(run.spark, session, location, version, release=release.release, table=candidate)
+    gated = publish_if_dbt_passes(session, target.endpoint, table, loaded, run.workdir / "dbt")
+    run.table(gated.dbt.table(), title=f"dbt build --select {' '.join(DBT_SELECTION)} on {candidate}")
+    decision = gated.decision
+    run.check(
+        "dbt gate: every dbt test on the candidate passed, so it was published", decision.publish, decision.reason
+    )
+    served = gated.served
     run.check(
         "Snowflake serves the live Delta version: same rows, same revenue, one release",
         served.served_rows == served.delta_rows
@@ -640,8 +651,8 @@ def body(run: PatternRun) -> None:
     run.figure("unit-test gate", result.seconds, "s", how="pytest in a fresh interpreter, as CI runs it")
 
     run.step("Deploy to staging: infrastructure, job, schema, one run", why="rehearse the release on its own data")
-    with migrations.migration_target(run, SNOWFLAKE_DATABASES.values(), SNOWFLAKE_DATABASES["prod"]) as (env, session):
-        environments, world = deploy_to_staging(run, resolved, env, session)
+    with migrations.migration_target(run, SNOWFLAKE_DATABASES.values(), SNOWFLAKE_DATABASES["prod"]) as target:
+        environments, world = deploy_to_staging(run, resolved, target.env, target.session)
         truth = expected_daily_sales(world)
         live_specs: dict[str, GoldSpec] = {}
         outcomes = []
@@ -653,8 +664,8 @@ def body(run: PatternRun) -> None:
         run.step("Promotion decisions and the production table's history", why="every decision is on record")
         summarize_releases(run, environments, outcomes)
 
-        run.step("Serve from Snowflake: migrate, load the live release", why="Snowflake serves what Delta has live")
-        serve_live_gold(run, environments, env, session)
+        run.step("Serve from Snowflake: migrate, load, dbt test, publish", why="Snowflake serves what Delta has live")
+        serve_live_gold(run, environments, target)
 
     run.step("The deployment workflow: test → staging → verify → production", why="the order of stages is code too")
     deployment_workflow(run)

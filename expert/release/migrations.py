@@ -16,15 +16,16 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from expert.release.serve import CANDIDATE_SCHEMA
 from expert.runtime.timing import stopwatch
 
 if TYPE_CHECKING:
     from expert.runtime.config import ServiceConfig
     from expert.runtime.contracts import DataContract
     from expert.runtime.pattern import PatternRun
-    from expert.runtime.snowflake import SnowflakeSession
+    from expert.runtime.snowflake import SnowflakeEndpoint, SnowflakeSession
 
 NOT_FOR_SCHEMACHANGE = ("SNOWFLAKE_DATABASE", "SNOWFLAKE_SCHEMA", "SNOWFLAKE_LOGIN_TIMEOUT")
 """Settings of this project that schemachange does not read (it takes the database as `-d`)."""
@@ -125,31 +126,40 @@ def history_count(session: SnowflakeSession, table: str) -> int:
         return 0
 
 
+class MigrationTarget(NamedTuple):
+    """Where a run migrates and serves: schemachange's environment, a session, and an endpoint for dbt."""
+
+    env: dict[str, str]
+    session: SnowflakeSession
+    endpoint: SnowflakeEndpoint
+
+
 @contextlib.contextmanager
-def migration_target(
-    run: PatternRun, databases: Sequence[str], database: str
-) -> Iterator[tuple[dict[str, str], SnowflakeSession]]:
-    """The schemachange environment plus a session on the same Snowflake: the account, or the local server.
+def migration_target(run: PatternRun, databases: Sequence[str], database: str) -> Iterator[MigrationTarget]:
+    """The schemachange environment, a session on the same Snowflake (the account, or the local
+    server) and an endpoint to `database` for tools in their own process (dbt).
 
     Locally, fakesnow's Snowflake server on 127.0.0.1 (schemachange needs a real connection); its
     in-memory account lives as long as the process, so the schemas a run migrates are dropped first.
     """
     import snowflake.connector
 
-    from expert.runtime.snowflake import SnowflakeSession, local_server
+    from expert.runtime.snowflake import SnowflakeEndpoint, SnowflakeSession, _cloud_kwargs, local_server
 
     if run.settings.snowflake.is_cloud:
+        endpoint = SnowflakeEndpoint("cloud", database, "GOLD", _cloud_kwargs(run.settings.snowflake, database, "GOLD"))
         with run.snowflake(database=database, schema="PUBLIC") as session:
-            yield account_environment(run.settings.snowflake), session
+            yield MigrationTarget(account_environment(run.settings.snowflake), session, endpoint)
         return
     with local_server() as server:
         connection = snowflake.connector.connect(**server)
         try:
             session = SnowflakeSession(connection, "local", database, "PUBLIC", run.narrator)
             for name in databases:
-                for schema in ("GOLD", "SCHEMACHANGE"):
+                for schema in ("GOLD", "SCHEMACHANGE", CANDIDATE_SCHEMA):
                     session.execute(f"DROP SCHEMA IF EXISTS {name}.{schema} CASCADE")
-            yield local_server_environment(server), session
+            endpoint = SnowflakeEndpoint("local", database, "GOLD", server)
+            yield MigrationTarget(local_server_environment(server), session, endpoint)
         finally:
             connection.close()
 
