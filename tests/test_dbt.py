@@ -528,3 +528,34 @@ def test_databricks_03_publishes_only_a_candidate_that_passes_dbt(workdir: Path)
         assert (published.served.served_rows, published.served.served_revenue) == (5, 100.0)
         assert published.served.releases == ("1.1.0", "1.1.0")
         session.connection.close()
+
+
+def test_a_connections_toml_connection_gives_dbt_its_password_through_the_environment(
+    tmp_path: Path, workdir: Path
+) -> None:
+    """A learner set up with `connections.toml` only: dbt gets the account from it, and its password
+    as a DBT_ENV_SECRET_ variable, never in profiles.yml."""
+    from expert.runtime.snowflake import _cloud_kwargs
+
+    secret = "toml-only-secret-42"
+    home = tmp_path / "snowflake"
+    home.mkdir()
+    connections = home / "connections.toml"
+    connections.write_text(
+        f'[analytics]\naccount = "myorg-toml"\nuser = "DBT_USER"\npassword = "{secret}"\nwarehouse = "WH"\n'
+    )
+    connections.chmod(0o600)
+    from expert.runtime.config import load_settings
+
+    environ = {"HOME": str(tmp_path), "SNOWFLAKE_HOME": str(home), "SNOWFLAKE_DEFAULT_CONNECTION_NAME": "analytics"}
+    config = load_settings(environ=environ, env_file=Path("/nonexistent/.env")).snowflake
+    assert config.profile == "analytics"
+    endpoint = SnowflakeEndpoint("cloud", "LAKEHOUSE", "GOLD", _cloud_kwargs(config, "LAKEHOUSE", "GOLD"))
+    assert "password" not in endpoint.connect_args, "the connector reads the secret from the file itself"
+
+    profile = write_profile(endpoint, workdir / "dbt", schema="MARTS")
+    text = profile.path.read_text()
+    output = yaml.safe_load(text)["lakehouse"]["outputs"]["cloud"]
+    assert (output["account"], output["user"], output["warehouse"]) == ("myorg-toml", "DBT_USER", "WH")
+    assert secret not in text and output["password"] == '{{ env_var("DBT_ENV_SECRET_SNOWFLAKE_PASSWORD") }}'
+    assert profile.secret_env == {"DBT_ENV_SECRET_SNOWFLAKE_PASSWORD": secret}

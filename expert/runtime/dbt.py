@@ -34,6 +34,7 @@ import json
 import logging
 import os
 import subprocess
+import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,10 +123,11 @@ def snowflake_output(endpoint: SnowflakeEndpoint, schema: str, threads: int) -> 
     """The dbt-snowflake target for an endpoint, and the secret values it reads from the environment.
 
     The endpoint's connector arguments (the one place `.env` is turned into a connection) map to
-    profile fields; `login_timeout` becomes `connect_timeout`, the query tag is kept, and a
+    profile fields, over the `connections.toml` connection they name, if any (dbt cannot read that
+    file, so its password or key passphrase travels in the environment like one from `.env`); `login_timeout` becomes `connect_timeout`, the query tag is kept, and a
     key-pair login needs no `authenticator` (dbt-snowflake uses the key when `private_key_path` is set).
     """
-    args = endpoint.connect_args
+    args = {**connection_entry(endpoint.connect_args), **endpoint.connect_args}
     output: dict[str, Any] = {
         "type": "snowflake",
         "account": args["account"],
@@ -149,6 +151,22 @@ def snowflake_output(endpoint: SnowflakeEndpoint, schema: str, threads: int) -> 
             output[field_] = '{{ env_var("' + variable + '") }}'
             secrets[variable] = str(args[key])
     return output, secrets
+
+
+def connection_entry(args: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of the `connections.toml` connection the connector arguments name (empty when none).
+
+    The connector reads that file itself; dbt-snowflake cannot, so its fields (secrets included)
+    are read here (plain TOML, one table per connection name), for `snowflake_output` to map.
+    """
+    name, path = args.get("connection_name"), args.get("connections_file_path")
+    if not name or not path:
+        return {}
+    with Path(path).open("rb") as handle:
+        entry = tomllib.load(handle).get(str(name))
+    if not isinstance(entry, dict):
+        raise ExpertError(f"{path} has no connection [{name}]", "set SNOWFLAKE_DEFAULT_CONNECTION_NAME to one it has")
+    return {str(k): v for k, v in entry.items()}
 
 
 def write_profile(endpoint: SnowflakeEndpoint, directory: Path, *, schema: str, threads: int = 2) -> DbtProfile:
