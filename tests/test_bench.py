@@ -50,7 +50,7 @@ def _results() -> dict:
 
 def test_report_computes_ratios_and_targets_from_the_measurements() -> None:
     text = render(_results())
-    assert "| databricks/01 | passed | 30.0 | 45.0 | 1.5x | 5/5 |" in text
+    assert "| databricks/01 | passed | 30.0 | 45.0 | 1.5x | 5/5 | – |" in text
     assert "Pipeline time growth per 10x data: 5.00x." in text
     assert "| medallion 1e6 → 1e7 grows ≤ 10x | 5.00x |" in text
     assert "| Z-order cuts files read ≥ 5x | 16.0x (48 → 3 files) |" in text
@@ -72,3 +72,66 @@ def test_a_size_that_did_not_complete_is_reported_not_hidden() -> None:
     text = render(results)
     assert "Medallion at 10,000,000 rows did not complete on this machine: `java.lang.OutOfMemoryError: heap`" in text
     assert "| medallion 1e6 → 1e7 grows ≤ 10x | not measured: the run at 10,000,000 rows did not complete |" in text
+
+
+def test_exercise_streaming_and_curriculum_goals_are_judged_from_the_measurements() -> None:
+    results = _results()
+    results["run_all"]["patterns"][0].update(delta_commits=12, delta_merges=2)
+    results["exercises"] = {
+        "snowflake/01.1": {
+            "engine": "snowflake",
+            "cold_s": 2.5,
+            "cold_exit_code": 0,
+            "watch_s": 0.4,
+            "watch_passed": True,
+        },
+        "snowflake/01.2": {
+            "engine": "snowflake",
+            "cold_s": 3.5,
+            "cold_exit_code": 0,
+            "watch_s": 0.5,
+            "watch_passed": True,
+        },
+        "databricks/01.1": {
+            "engine": "spark",
+            "cold_s": 30.0,
+            "cold_exit_code": 1,
+            "watch_s": 4.0,
+            "watch_passed": False,
+        },
+    }
+    results["streaming"] = {
+        "realtime": [
+            {
+                "offered_per_s": 5000,
+                "sent_per_s": 5000,
+                "live_per_s": 5000,
+                "measured": 1,
+                "missing": 0,
+                "p50_ms": 10.0,
+                "p95_ms": 60.0,
+                "p99_ms": 90.0,
+            },
+            {
+                "offered_per_s": 10000,
+                "sent_per_s": 7000,
+                "live_per_s": 7000,
+                "measured": 1,
+                "missing": 9,
+                "p50_ms": None,
+                "p95_ms": None,
+                "p99_ms": None,
+            },
+        ],
+        "drain": {"records_per_s": 2500.0},
+    }
+    text = render(results)
+    assert "| databricks/01 | passed | 30.0 | 45.0 | 1.5x | 5/5 | 12 / 2 |" in text
+    assert "| databricks/01.1 | spark | 30.00 | 4.00 | no (exit 1) |" in text
+    assert "| Snowflake/Python exercise check ≤ 3 s cold | 1 of 2 within; slowest snowflake/01.2 3.50 s |" in text
+    assert "| Spark exercise check ≤ 20 s cold | 0 of 1 within; slowest databricks/01.1 30.00 s |" in text
+    assert "| any exercise re-check ≤ 3 s in watch mode | 2 of 3 within; slowest databricks/01.1 4.00 s |" in text
+    assert "| Real-time Mode p95 ≤ 50 ms at 5,000 events/s (alone) | 60 ms |" in text
+    assert "(aim ≥ 10,000/s) | 5,000 events/s (highest rate offered: 10,000) |" in text
+    assert "| backlog drain ≥ 2,000 records/s | 2,500 records/s |" in text
+    assert "| each Spark pattern ≤ 40 s inside `run all` | 1 of 1 within; over: none |" in text
