@@ -46,3 +46,33 @@ def test_missing_java_is_a_plain_error(monkeypatch: pytest.MonkeyPatch, tmp_path
     with pytest.raises(ExpertError, match="Java was not found at JAVA_HOME") as err:
         java_runtime()
     assert "JDK 17 or 21" in err.value.fix
+
+
+def test_a_warm_server_session_is_reused_without_probing_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once a run holds a session on `expert up`'s server, a later probe that fails (a busy machine)
+    must not send it to a local JVM: pyspark, in Connect mode, refuses that (CONNECT_URL_NOT_SET)."""
+    from pyspark.sql import SparkSession
+
+    from expert.runtime import spark as spark_module
+
+    class FakeConnectSession:
+        is_stopped = False
+
+    probes = iter(["sc://127.0.0.1:15002"])  # a second probe raises StopIteration
+    opened: list[str] = []
+
+    def open_remote(url: str, app_name: str) -> FakeConnectSession:
+        opened.append(url)
+        return FakeConnectSession()
+
+    monkeypatch.setattr(spark_module, "_warm_session", None)
+    monkeypatch.setattr(spark_module, "warm_server_url", lambda: next(probes))
+    monkeypatch.setattr(spark_module, "_remote_session", open_remote)
+    monkeypatch.setattr(SparkSession, "getActiveSession", classmethod(lambda cls: None))
+    config = resolve_service(SPARK, {})
+    first = get_spark(config=config)
+    assert get_spark(config=config) is first, "the second call reuses the warm session"
+    assert opened == ["sc://127.0.0.1:15002"]
+    FakeConnectSession.is_stopped = True
+    with pytest.raises(StopIteration):
+        get_spark(config=config)  # a stopped session is not reused: the server is probed again

@@ -186,6 +186,9 @@ def _console_to(log_path: Path) -> Iterator[None]:
 
 
 _started_features: frozenset[str] | None = None
+_warm_session: SparkSession | None = None
+"""The Connect session to `expert up`'s server, once opened: later calls reuse it rather than probe
+the server again (a probe that times out on a busy machine must not send a run back to a local JVM)."""
 
 
 def local_conf(cores: int | None = None) -> dict[str, str]:
@@ -235,9 +238,13 @@ def get_spark(
 
     from pyspark.sql import SparkSession
 
+    global _warm_session
+    if _warm_session is not None and not _warm_session.is_stopped:
+        return _warm_session
     active = SparkSession.getActiveSession()
     if active is None and not config.is_cloud and not storage.root and (warm := warm_server_url()):
-        return _remote_session(warm, app_name)
+        _warm_session = _remote_session(warm, app_name)
+        return _warm_session
     if active is not None and _started_features is not None:
         missing = wanted - _started_features
         if missing:
@@ -330,10 +337,13 @@ def warm_server_url() -> str | None:
 
 def stop_spark() -> None:
     """Stop the process's session (the CLI does this once, at the very end)."""
-    global _started_features
+    global _started_features, _warm_session
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
     if active is not None:
         active.stop()
+    if _warm_session is not None:
+        _warm_session.stop()
     _started_features = None
+    _warm_session = None
