@@ -34,7 +34,6 @@ import json
 import logging
 import os
 import subprocess
-import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +45,7 @@ import yaml
 
 from expert import PROJECT_ROOT
 from expert.runtime.errors import ExpertError
+from expert.runtime.platform_credentials import read_snowflake_connections
 from expert.runtime.snowflake import SnowflakeEndpoint
 from expert.runtime.timing import stopwatch
 
@@ -157,16 +157,15 @@ def connection_entry(args: Mapping[str, Any]) -> dict[str, Any]:
     """The fields of the `connections.toml` connection the connector arguments name (empty when none).
 
     The connector reads that file itself; dbt-snowflake cannot, so its fields (secrets included)
-    are read here (plain TOML, one table per connection name), for `snowflake_output` to map.
+    are read here, the way the settings read it, for `snowflake_output` to map.
     """
     name, path = args.get("connection_name"), args.get("connections_file_path")
     if not name or not path:
         return {}
-    with Path(path).open("rb") as handle:
-        entry = tomllib.load(handle).get(str(name))
-    if not isinstance(entry, dict):
+    connections, _ = read_snowflake_connections(Path(path))
+    if str(name) not in connections:
         raise ExpertError(f"{path} has no connection [{name}]", "set SNOWFLAKE_DEFAULT_CONNECTION_NAME to one it has")
-    return {str(k): v for k, v in entry.items()}
+    return {str(k): v for k, v in dict(connections[str(name)]).items()}
 
 
 def write_profile(endpoint: SnowflakeEndpoint, directory: Path, *, schema: str, threads: int = 2) -> DbtProfile:

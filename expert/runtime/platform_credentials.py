@@ -110,18 +110,9 @@ SNOWFLAKE_CONNECTION_KEYS = {
 """Non-secret connection fields shown (and used in messages) as if they came from `.env`."""
 
 
-def snowflake_connection(env: Mapping[str, str]) -> ServiceConfig | None:
-    """The `connections.toml` connection the connector would use, read with its own `ConfigManager`."""
-    path = snowflake_connections_file(env)
-    requested = env.get("SNOWFLAKE_DEFAULT_CONNECTION_NAME", "").strip()
-    if path is None or not path.is_file():
-        if requested:
-            raise ConfigError(
-                f"SNOWFLAKE_DEFAULT_CONNECTION_NAME={requested} is set, but there is no {path}",
-                "create the connection (`snow connection add`), or set SNOWFLAKE_HOME to the directory of "
-                "your connections.toml",
-            )
-        return None
+def read_snowflake_connections(path: Path) -> tuple[dict[str, Any], str]:
+    """Every connection in `path` and the default connection's name, read with the connector's own
+    `ConfigManager` (which refuses a file others can read), so what we see is what it uses."""
     from snowflake.connector.config_manager import ConfigManager, ConfigSlice, ConfigSliceOptions
     from snowflake.connector.errors import Error as SnowflakeError
 
@@ -134,12 +125,28 @@ def snowflake_connection(env: Mapping[str, str]) -> ServiceConfig | None:
     manager.add_option(name="default_connection_name", default="default")
     try:
         connections: dict[str, Any] = dict(manager["connections"])  # type: ignore[call-overload]
-        name = requested or str(manager["default_connection_name"])
+        return connections, str(manager["default_connection_name"])
     except (SnowflakeError, OSError, ValueError) as exc:
         raise ConfigError(
             f"cannot read {path}: {str(exc).splitlines()[0]}",
             f"fix the file (TOML), and restrict it to your user: chmod 0600 {path}",
         ) from None
+
+
+def snowflake_connection(env: Mapping[str, str]) -> ServiceConfig | None:
+    """The `connections.toml` connection the connector would use, read with its own `ConfigManager`."""
+    path = snowflake_connections_file(env)
+    requested = env.get("SNOWFLAKE_DEFAULT_CONNECTION_NAME", "").strip()
+    if path is None or not path.is_file():
+        if requested:
+            raise ConfigError(
+                f"SNOWFLAKE_DEFAULT_CONNECTION_NAME={requested} is set, but there is no {path}",
+                "create the connection (`snow connection add`), or set SNOWFLAKE_HOME to the directory of "
+                "your connections.toml",
+            )
+        return None
+    connections, default_name = read_snowflake_connections(path)
+    name = requested or default_name
     if name not in connections:
         if requested:
             raise ConfigError(
