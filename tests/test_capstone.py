@@ -9,12 +9,17 @@ rule, a cost report, Snowflake policies, a Mermaid diagram and runbooks. A broke
 with one section pointing at a broken artifact; its other sections are left out, so only its own check
 does work. The dashboard and observability checks need Chromium and promtool: without them those tests
 skip (and fail under EXPERT_REQUIRE_TOOLS=1, as conftest's `require_tool` decides).
+
+The reference capstone (`capstone/reference.toml`) is this repository's own patterns: it is checked
+against what the patterns it names left in this session's work root (their runs are shared with the
+pattern tests through `pattern_run`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sqlite3
 import time
@@ -29,8 +34,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import SERVICE_KEYS, require_tool
-from expert.exercises.capstone import REQUIREMENTS, Outcome, check_manifest
+from expert.exercises.capstone import REFERENCE_MANIFEST, REQUIREMENTS, Outcome, check_manifest
 from expert.lakehouse.delta_ops import delta_table
+from expert.runtime.pattern import curriculum
 
 EVENTS = [
     [
@@ -444,3 +450,35 @@ def test_a_broken_capstone_fails_the_requirement_it_breaks(built: Built, tmp_pat
     expected = case.evidence.format(bronze=ROWS["bronze"], batches=batches(built))
     assert expected in broken.evidence, broken.evidence
     assert all(not o.passed and "is missing from manifest.toml" in o.evidence for o in outcomes.values())
+
+
+def reference_patterns() -> list[str]:
+    """The patterns whose outputs `capstone/reference.toml` points at (its `${WORK}/<track>/<stem>` paths)."""
+    named = set(re.findall(r"\$\{WORK\}/([a-z]+/[0-9]{2}_[a-z_]+)/", REFERENCE_MANIFEST.read_text()))
+    return [m.id for m in curriculum() if f"{m.track}/{m.stem}" in named]
+
+
+@pytest.mark.slow
+def test_the_reference_capstone_built_by_the_patterns_meets_all_ten(pattern_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    require_tool("chromium")
+    require_tool("promtool")
+    patterns = reference_patterns()
+    assert len(patterns) >= 5, patterns
+    for pattern in patterns:
+        outcome = pattern_run(pattern)
+        assert outcome.exit_code == 0, (pattern, outcome.report.error)
+    outcomes = by_key(check_manifest(REFERENCE_MANIFEST))
+    assert all(o.passed for o in outcomes.values()), {k: o.evidence for k, o in outcomes.items() if not o.passed}
+    assert "3 kinds of source" in outcomes["ingestion"].evidence
+    assert "RESTORE in its history" in outcomes["recovery"].evidence
+
+    missing = tmp_path / "removed" / "dashboard.html"
+    text = REFERENCE_MANIFEST.read_text()
+    dashboard = re.search(r'^file = "(.+)"$', text, re.MULTILINE)
+    assert dashboard is not None
+    without = tmp_path / "reference-without-dashboard.toml"
+    without.write_text(text.replace(dashboard.group(0), f"file = {json.dumps(str(missing))}"))
+    outcomes = by_key(check_manifest(without))
+    failed = {k: o.evidence for k, o in outcomes.items() if not o.passed}
+    assert list(failed) == ["dashboard"], failed
+    assert failed["dashboard"] == f"dashboard exists: {missing} does not exist"
