@@ -98,8 +98,20 @@ def test_exercise_streaming_and_curriculum_goals_are_judged_from_the_measurement
             "cold_exit_code": 1,
             "watch_s": 4.0,
             "watch_passed": False,
+            "cold_server_s": 12.5,
+            "cold_server_exit_code": 0,
+        },
+        "databricks/01.2": {
+            "engine": "spark",
+            "cold_s": 19.0,
+            "cold_exit_code": 0,
+            "watch_s": 1.0,
+            "watch_passed": True,
+            "cold_server_s": 21.0,
+            "cold_server_exit_code": 2,
         },
     }
+    results["exercise_server"] = {"up_s": 9.84, "up_exit_code": 0}
     results["streaming"] = {
         "realtime": [
             {
@@ -127,10 +139,17 @@ def test_exercise_streaming_and_curriculum_goals_are_judged_from_the_measurement
     }
     text = render(results)
     assert "| databricks/01 | passed | 30.0 | 45.0 | 1.5x | 5/5 | 12 / 2 |" in text
-    assert "| databricks/01.1 | spark | 30.00 | 4.00 | no (exit 1) |" in text
+    assert "| databricks/01.1 | spark | 30.00 | 12.50 | 4.00 | no (exit 1) |" in text
+    assert "| databricks/01.2 | spark | 19.00 | 21.00 | 1.00 | no (exit 2) |" in text
+    assert "| snowflake/01.1 | snowflake | 2.50 | – | 0.40 | yes |" in text
+    assert "`expert up` started the server in 9.8 s (exit 0)." in text
     assert "| Snowflake/Python exercise check ≤ 3 s cold | 1 of 2 within; slowest snowflake/01.2 3.50 s |" in text
-    assert "| Spark exercise check ≤ 20 s cold | 0 of 1 within; slowest databricks/01.1 30.00 s |" in text
-    assert "| any exercise re-check ≤ 3 s in watch mode | 2 of 3 within; slowest databricks/01.1 4.00 s |" in text
+    assert "| Spark exercise check ≤ 20 s cold | 1 of 2 within; slowest databricks/01.1 30.00 s |" in text
+    assert (
+        "| Spark exercise check ≤ 20 s cold, with `expert up`'s server running | 1 of 2 within; "
+        "slowest databricks/01.2 21.00 s |" in text
+    )
+    assert "| any exercise re-check ≤ 3 s in watch mode | 3 of 4 within; slowest databricks/01.1 4.00 s |" in text
     assert "| Real-time Mode p95 ≤ 50 ms at 5,000 events/s (alone) | 60 ms |" in text
     assert "(aim ≥ 10,000/s) | 5,000 events/s (highest rate offered: 10,000) |" in text
     assert "| backlog drain ≥ 2,000 records/s | 2,500 records/s |" in text

@@ -2,7 +2,8 @@
 
 The worker's stderr (the learner's prints, Spark's log) goes to `.work/exercises/worker.log`,
 shown with `--verbose`. Checks run locally whatever `.env` says: an exercise is graded on the
-local engines, the same for every learner.
+local engines, the same for every learner. While `expert up`'s warm Spark server runs, a Spark
+check's session is a client of it (as any local run's is), so a new check process skips the JVM start.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ class CheckWorker:
                     "failed",
                     f"the check did not finish within its time limit of {limit:.0f} s "
                     "(an endless loop, or a query that never ends?); the check process was stopped "
-                    "and the next check starts a fresh one",
+                    "and the next check starts a fresh one" + _server_note(exercise),
                     invariant="time limit",
                     where=str(file),
                     seconds=watch.stop(),
@@ -121,6 +122,20 @@ class CheckWorker:
             process.wait(timeout=10)
         else:
             _kill_group_quietly(process.pid)
+
+
+def _server_note(exercise: Exercise) -> str:
+    """A Spark query the stopped check left on `expert up`'s server runs on there: say how to end it."""
+    if exercise.engine != "spark":
+        return ""
+    from expert.runtime.spark import warm_server_url
+
+    if warm_server_url() is None:
+        return ""
+    return (
+        "; its Spark work ran on the warm server `expert up` keeps, which may still be running the query: "
+        "`expert down` stops the server (and `expert up` starts a fresh one)"
+    )
 
 
 def _kill_group_quietly(pgid: int) -> None:
