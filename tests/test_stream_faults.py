@@ -158,3 +158,18 @@ def test_a_broker_killed_mid_stream_loses_and_duplicates_nothing(stream: Stream,
     assert bronze.count() == bronze.select("kafka_partition", "kafka_offset").distinct().count(), "each record once"
     assert bronze.count() == len(stream.plan.deliveries), "the idempotent producer wrote each record once"
     assert_exactly_once(stream)
+
+
+def test_a_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`kafka-storage format -t -x…` reads an id starting with "-" as an option: the broker never starts."""
+    import base64
+    import uuid
+
+    leading_dash = uuid.UUID(bytes=bytes([0xF8]) + bytes(15))
+    plain = uuid.UUID(bytes=bytes([0x10]) + bytes(15))
+    assert base64.urlsafe_b64encode(leading_dash.bytes).decode().startswith("-")
+    drawn = iter([leading_dash, leading_dash, plain])
+    monkeypatch.setattr(kafka.uuid, "uuid4", lambda: next(drawn))
+    cluster_id = kafka._cluster_id()
+    assert not cluster_id.startswith("-")
+    assert base64.urlsafe_b64decode(cluster_id + "==") == plain.bytes

@@ -356,8 +356,14 @@ logger.clients.level = WARN
 
 
 def _cluster_id() -> str:
-    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (what `random-uuid` prints)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (what `random-uuid` prints).
+
+    Like Kafka's own `Uuid.randomUuid`, never one that starts with "-": `kafka-storage format -t -x…`
+    reads it as an option and fails (1 id in 64 would).
+    """
+    while (cluster_id := base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()).startswith("-"):
+        pass
+    return cluster_id
 
 
 def _pick_ports(port: int | None, previous: BrokerState | None) -> tuple[int, int]:
