@@ -179,6 +179,25 @@ def test_an_endless_loop_hits_the_time_limit_and_the_next_check_still_works(tmp_
         assert worker.check(exercise, exercise.solution_path).passed
 
 
+def test_a_spark_check_stopped_while_the_warm_server_runs_says_how_to_stop_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The learner's module loops at import, before any Spark work: the limit hits in seconds."""
+    import expert.runtime.spark
+
+    exercise = find("databricks/01.3")
+    looping = tmp_path / exercise.path.name
+    looping.write_text("while True:\n    pass\n" + exercise.solution_path.read_text())
+    monkeypatch.setattr(expert.runtime.spark, "warm_server_url", lambda: "sc://127.0.0.1:15002")
+    with CheckWorker(time_limit_s=3) as worker:
+        verdict = worker.check(exercise, looping)
+    assert verdict.invariant == "time limit", verdict
+    assert "warm server" in verdict.message and "`expert down` stops the server" in verdict.message
+    monkeypatch.setattr(expert.runtime.spark, "warm_server_url", lambda: None)
+    with CheckWorker(time_limit_s=3) as worker:
+        assert "warm server" not in worker.check(exercise, looping).message
+
+
 def test_find_rejects_unknown_ids_with_the_known_ones() -> None:
     from expert.runtime.errors import ExpertError
 
