@@ -361,9 +361,10 @@ def _cluster_id() -> str:
     Like Kafka's own `Uuid.randomUuid`, never one that starts with "-": `kafka-storage format -t -x…`
     reads it as an option and fails (1 id in 64 would).
     """
-    while (cluster_id := base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()).startswith("-"):
-        pass
-    return cluster_id
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _pick_ports(port: int | None, previous: BrokerState | None) -> tuple[int, int]:
