@@ -179,6 +179,20 @@ def test_an_endless_loop_hits_the_time_limit_and_the_next_check_still_works(tmp_
         assert worker.check(exercise, exercise.solution_path).passed
 
 
+def test_the_worker_skips_teardown_but_still_runs_exit_handlers(tmp_path: Path) -> None:
+    """py4j's exit handler stops a check's JVM and Spark Connect's releases its server session."""
+    exercise = SNOWFLAKE_EXERCISE
+    marker = tmp_path / "exit-handler-ran"
+    learner = tmp_path / exercise.path.name
+    learner.write_text(
+        exercise.solution_path.read_text()
+        + f"\n\nimport atexit, pathlib\natexit.register(pathlib.Path({str(marker)!r}).touch)\n"
+    )
+    with CheckWorker() as worker:
+        assert worker.check(exercise, learner).passed
+    assert marker.exists()
+
+
 def test_a_spark_check_stopped_while_the_warm_server_runs_says_how_to_stop_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

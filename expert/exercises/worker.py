@@ -11,6 +11,7 @@ line on the original stdout. Everything else the check or the learner prints goe
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import json
 import os
@@ -74,5 +75,19 @@ def serve() -> None:
         protocol.write(json.dumps(verdict.as_dict()) + "\n")
 
 
+def exit_without_teardown() -> None:
+    """Exit once the exit handlers ran, skipping the interpreter's module teardown.
+
+    Why: tearing down pandas, Arrow and DuckDB takes ~0.35 s on 2 cores, a tenth of a Snowflake
+    check's budget, and frees nothing the OS does not. The exit handlers still run: the Spark
+    Connect client's releases its session on `expert up`'s server, py4j's stops the local JVM.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    atexit._run_exitfuncs()
+    os._exit(0)
+
+
 if __name__ == "__main__":
     serve()
+    exit_without_teardown()
