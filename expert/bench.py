@@ -515,11 +515,19 @@ def _streaming_section(sweeps: dict[str, Any]) -> list[str]:
     """The Real-time Mode sweep (the lesson's operational query alone) and the micro-batch drain."""
     if not sweeps:
         return []
+    windows = {(r.get("measured_s"), r.get("warmup_s")) for r in sweeps.get("realtime", [])}
+    measured, warmup = windows.pop() if len(windows) == 1 else (None, None)
+    window = (
+        f"for {measured:g} s after a {warmup:g} s warm-up (sent, not measured: a new query catches up on what "
+        "arrived while it started, and the JIT compiles)"
+        if measured is not None and warmup is not None
+        else "after a warm-up"
+    )
     lines = [
         "## Streaming, measured alone (`python -m expert.streaming.measure`)",
         "",
         "integration/02's Real-time Mode query (Kafka → parse, validate, broadcast join → live topic) fed at",
-        "each offered rate for 10 s after a 10 s warm-up; produce → live latency per event. A rate is",
+        f"each offered rate {window}; produce → live latency per event. A rate is",
         "sustained when at least 95% of it was sent and received and every event arrived; percentiles",
         "are reported only for sustained rates.",
         "",

@@ -123,6 +123,8 @@ def test_exercise_streaming_and_curriculum_goals_are_judged_from_the_measurement
                 "p50_ms": 10.0,
                 "p95_ms": 60.0,
                 "p99_ms": 90.0,
+                "warmup_s": 20.0,
+                "measured_s": 10.0,
             },
             {
                 "offered_per_s": 10000,
@@ -133,6 +135,8 @@ def test_exercise_streaming_and_curriculum_goals_are_judged_from_the_measurement
                 "p50_ms": None,
                 "p95_ms": None,
                 "p99_ms": None,
+                "warmup_s": 20.0,
+                "measured_s": 10.0,
             },
         ],
         "drain": {"records_per_s": 2500.0},
@@ -153,4 +157,5 @@ def test_exercise_streaming_and_curriculum_goals_are_judged_from_the_measurement
     assert "| Real-time Mode p95 ≤ 50 ms at 5,000 events/s (alone) | 60 ms |" in text
     assert "(aim ≥ 10,000/s) | 5,000 events/s (highest rate offered: 10,000) |" in text
     assert "| backlog drain ≥ 2,000 records/s | 2,500 records/s |" in text
+    assert "each offered rate for 10 s after a 20 s warm-up (sent, not measured" in text
     assert "| each Spark pattern ≤ 40 s inside `run all` | 1 of 1 within; over: none |" in text
