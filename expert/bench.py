@@ -519,7 +519,7 @@ def _streaming_section(sweeps: dict[str, Any]) -> list[str]:
     measured, warmup = windows.pop() if len(windows) == 1 else (None, None)
     window = (
         f"for {measured:g} s after a {warmup:g} s warm-up (sent, not measured: a new query catches up on what "
-        "arrived while it started, and the JIT compiles)"
+        "arrived while it started, then its latency takes ~10 s more to settle)"
         if measured is not None and warmup is not None
         else "after a warm-up"
     )

@@ -45,8 +45,8 @@ SUSTAINED = 0.95
 WARMUP_S = 20.0
 """Sent at the offered rate but not measured. Measured here at 5,000/s (per-event latency by second
 of produce time): a new query runs up to 2.3 s behind for its first ~8 s, catching up on what
-arrived while it compiled, and the JIT's compiling keeps per-second p95 at 40-80 ms for ~10 s more
-(13-39 ms after). 10 s left the tail of that inside the measured window in some runs and not others."""
+arrived while it started, and its per-second p95 swings up to ~80 ms for ~10 s more before settling
+at 13-39 ms. A 10 s warm-up left the end of that inside the measured window in some runs only."""
 MEASURED_S = 10.0
 
 
