@@ -72,10 +72,8 @@ TOPIC = "expert.ecommerce.events"
 PARTITIONS = 3
 LIVE_TOPIC = "expert.ecommerce.live"
 REAL_TIME_BATCH = "5 minutes"
-"""How long one Real-time Mode batch runs (its tasks stay up that long, then checkpoint): not a latency.
-Spark's default. Each batch boundary pauses the output while the query checkpoints and restarts its
-tasks (~1 s here: per-second p95 of 0.4-0.8 s around it at 5,000/s), so a short batch pauses often;
-a long one replays more after a failure (at least once: the replayed records go out again)."""
+"""A Real-time Mode batch's length (Spark's default): a checkpoint interval, not a latency. Each boundary pauses
+the output ~1 s here while it checkpoints: short batches pause often, long ones replay more after a failure."""
 WINDOW = "1 minute"
 WATERMARK = "2 minutes"
 EVENT_SCHEMA = (
