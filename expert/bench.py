@@ -518,8 +518,8 @@ def _streaming_section(sweeps: dict[str, Any]) -> list[str]:
     windows = {(r.get("measured_s"), r.get("warmup_s")) for r in sweeps.get("realtime", [])}
     measured, warmup = windows.pop() if len(windows) == 1 else (None, None)
     window = (
-        f"for {measured:g} s after a {warmup:g} s warm-up (sent, not measured: a new query catches up on what "
-        "arrived while it started, then its latency takes ~10 s more to settle)"
+        f"for a {warmup:g} s warm-up (sent, not measured: a new query first catches up on what arrived while it "
+        f"started), then {measured:g} s measured (to the producer's last paced send)"
         if measured is not None and warmup is not None
         else "after a warm-up"
     )

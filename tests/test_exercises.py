@@ -179,8 +179,8 @@ def test_an_endless_loop_hits_the_time_limit_and_the_next_check_still_works(tmp_
         assert worker.check(exercise, exercise.solution_path).passed
 
 
-def test_the_worker_skips_teardown_but_still_runs_exit_handlers(tmp_path: Path) -> None:
-    """py4j's exit handler stops a check's JVM and Spark Connect's releases its server session."""
+def test_the_worker_runs_exit_handlers_though_it_skips_teardown(tmp_path: Path) -> None:
+    """A learner's (or a library's) exit handler still runs when the worker exits after its checks."""
     exercise = SNOWFLAKE_EXERCISE
     marker = tmp_path / "exit-handler-ran"
     learner = tmp_path / exercise.path.name

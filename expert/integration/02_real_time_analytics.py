@@ -72,8 +72,8 @@ TOPIC = "expert.ecommerce.events"
 PARTITIONS = 3
 LIVE_TOPIC = "expert.ecommerce.live"
 REAL_TIME_BATCH = "5 minutes"
-"""A Real-time Mode batch's length (Spark's default): a checkpoint interval, not a latency. Each boundary pauses
-the output ~1 s here while it checkpoints: short batches pause often, long ones replay more after a failure."""
+"""A Real-time Mode batch's length (Spark's default): a checkpoint interval, not a latency. The boundary measured
+here paused the output ~0.9 s: short batches pause often, long ones replay more after a failure."""
 WINDOW = "1 minute"
 WATERMARK = "2 minutes"
 EVENT_SCHEMA = (

@@ -44,7 +44,7 @@ SUSTAINED = 0.95
 """A rate counts as sustained when the producer sent, and the live topic received, at least 95% of it."""
 WARMUP_S = 20.0
 """Sent at the offered rate but not measured. Measured here at 5,000/s (per-event latency by second
-of produce time): a new query runs up to 2.3 s behind for its first ~8 s, catching up on what
+of produce time): a new query runs up to 2.35 s behind for its first ~8 s, catching up on what
 arrived while it started, and its per-second p95 swings up to ~80 ms for ~10 s more before settling
 at 13-39 ms. A 10 s warm-up left the end of that inside the measured window in some runs only."""
 MEASURED_S = 10.0
@@ -141,7 +141,7 @@ class RateResult:
     p99_ms: float | None = None
     warmup_s: float = WARMUP_S
     measured_s: float = MEASURED_S
-    """The measured window's length, after the warm-up."""
+    """How long the producer paces after the warm-up: the measured window runs to its last paced send."""
 
     @property
     def sustained(self) -> bool:
@@ -158,7 +158,7 @@ def measure_realtime(
     """The lesson's real-time query alone, fed at each offered rate: produce → live latency percentiles.
 
     A fresh checkpoint and product table per rate; the first `warmup_s` of each rate are sent but
-    not measured (a new query's first records pay its start-up and the JIT). A rate is sustained
+    not measured (a new query's first records wait for its start-up: see `WARMUP_S`). A rate is sustained
     when the producer sent, and the live topic received, at least 95% of it and every event
     arrived; only then are percentiles reported.
     """
