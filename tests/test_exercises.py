@@ -13,6 +13,7 @@ import pytest
 
 from expert import PROJECT_ROOT
 from expert.exercises.catalog import Exercise, exercises, file_sha256, find, pristine_starter
+from expert.exercises.context import CheckContext
 from expert.exercises.runner import CheckWorker
 from expert.exercises.worker import run_check
 from expert.runtime.pattern import curriculum
@@ -210,6 +211,34 @@ def test_a_spark_check_stopped_while_the_warm_server_runs_says_how_to_stop_it(
     monkeypatch.setattr(expert.runtime.spark, "warm_server_url", lambda: None)
     with CheckWorker(time_limit_s=3) as worker:
         assert "warm server" not in worker.check(exercise, looping).message
+
+
+def test_only_a_single_check_worker_is_told_it_is_short_lived(tmp_path: Path) -> None:
+    """`expert check ID` starts its worker for one check; watch mode's and `check --all`'s stays."""
+    exercise = SNOWFLAKE_EXERCISE
+    seen = tmp_path / "argv"
+    learner = tmp_path / exercise.path.name
+    learner.write_text(
+        exercise.solution_path.read_text()
+        + f"\n\nimport pathlib, sys\npathlib.Path({str(seen)!r}).write_text(repr(sys.argv))\n"
+    )
+    for single_check in (True, False):
+        with CheckWorker(single_check=single_check) as worker:
+            assert worker.check(exercise, learner).passed
+        assert ("--single-check" in seen.read_text()) is single_check
+
+
+def test_only_a_check_context_marked_short_lived_asks_for_a_short_lived_session(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The worker marks its contexts; checks run inside a longer process (the tests) get the full JIT."""
+    import expert.runtime.spark
+
+    asked: list[bool] = []
+    monkeypatch.setattr(expert.runtime.spark, "get_spark", lambda features, short_lived: asked.append(short_lived))
+    CheckContext("databricks/01.1").spark  # noqa: B018
+    CheckContext("databricks/01.1", short_lived=True).spark  # noqa: B018
+    assert asked == [False, True]
 
 
 def test_find_rejects_unknown_ids_with_the_known_ones() -> None:

@@ -6,7 +6,7 @@ import pytest
 
 from expert.runtime.config import SPARK, resolve_service
 from expert.runtime.errors import ExpertError
-from expert.runtime.spark import cached_jars, feature_packages, get_spark, java_runtime
+from expert.runtime.spark import QUICK_JIT, cached_jars, feature_packages, get_spark, java_runtime, local_conf
 
 
 def test_local_session_is_tuned_and_loopback_only(spark) -> None:  # type: ignore[no-untyped-def]
@@ -16,6 +16,12 @@ def test_local_session_is_tuned_and_loopback_only(spark) -> None:  # type: ignor
     assert int(conf.get("spark.sql.shuffle.partitions")) <= 8
     assert conf.get("spark.sql.session.timeZone") == "UTC"
     assert "DeltaSparkSessionExtension" in conf.get("spark.sql.extensions")
+
+
+def test_only_a_short_lived_session_uses_the_quick_compiler(spark) -> None:  # type: ignore[no-untyped-def]
+    assert QUICK_JIT in local_conf(short_lived=True)["spark.driver.extraJavaOptions"].split()
+    assert QUICK_JIT not in local_conf()["spark.driver.extraJavaOptions"].split()
+    assert QUICK_JIT not in spark.conf.get("spark.driver.extraJavaOptions").split()
 
 
 def test_get_spark_reuses_the_running_session(spark) -> None:  # type: ignore[no-untyped-def]

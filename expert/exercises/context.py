@@ -37,6 +37,8 @@ class CheckContext:
 
     exercise_id: str
     spark_features: tuple[str, ...] = ()
+    short_lived: bool = False
+    """The process runs this one check and exits (`expert check ID`): a local JVM it starts uses the quick compiler."""
     _workdir: Path | None = field(default=None, repr=False)
 
     def seed(self, variant: int = 0) -> int:
@@ -53,7 +55,7 @@ class CheckContext:
     def spark(self) -> SparkSession:
         from expert.runtime.spark import get_spark
 
-        return get_spark(self.spark_features)
+        return get_spark(self.spark_features, short_lived=self.short_lived)
 
     @contextlib.contextmanager
     def snowflake(self, database: str = "EXERCISE", schema: str = "PUBLIC") -> Iterator[SnowflakeSession]:

@@ -32,10 +32,12 @@ WORKER_START_S = 30
 class CheckWorker:
     """A long-lived worker; `check()` restarts it if the previous check timed out or it died."""
 
-    def __init__(self, *, time_limit_s: float | None = None) -> None:
+    def __init__(self, *, time_limit_s: float | None = None, single_check: bool = False) -> None:
         self._process: subprocess.Popen[str] | None = None
         self.time_limit_s = time_limit_s
         """Overrides every exercise's own limit (tests of the time limit itself use a short one)."""
+        self.single_check = single_check
+        """The worker will run one check and exit (`expert check ID`): a JVM it starts is tuned for a short life."""
         self.log_path = work_root() / "exercises" / "worker.log"
 
     def __enter__(self) -> CheckWorker:
@@ -51,7 +53,7 @@ class CheckWorker:
         env["PYTHONUNBUFFERED"] = "1"
         with self.log_path.open("a") as log:
             return subprocess.Popen(
-                [sys.executable, "-m", "expert.exercises.worker"],
+                [sys.executable, "-m", "expert.exercises.worker", *(["--single-check"] if self.single_check else [])],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=log,
@@ -159,7 +161,7 @@ def _read_line(stream: IO[str], timeout_s: float) -> str | None:
 
 def check_once(exercise: Exercise, file: Path | None = None) -> Verdict:
     """One check in a fresh worker (what `expert check ID` does)."""
-    with CheckWorker() as worker:
+    with CheckWorker(single_check=True) as worker:
         return worker.check(exercise, file or exercise.path)
 
 

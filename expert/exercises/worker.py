@@ -28,14 +28,17 @@ from expert.runtime.errors import ExpertError
 from expert.runtime.timing import Stopwatch
 
 
-def run_check(exercise: Exercise, file: Path) -> Verdict:
-    """Run one exercise's check on `file` in this process and say what it proved."""
+def run_check(exercise: Exercise, file: Path, *, short_lived: bool = False) -> Verdict:
+    """Run one exercise's check on `file` in this process and say what it proved.
+
+    `short_lived`: this process runs this one check and exits, so a Spark session it starts is tuned for that.
+    """
     watch = Stopwatch()
     module_name, _, function_name = exercise.check.partition(":")
     check = getattr(importlib.import_module(module_name), function_name)
     try:
         learner = LearnerCode(file)
-        evidence = check(learner, CheckContext(exercise.id, spark_features()))
+        evidence = check(learner, CheckContext(exercise.id, spark_features(), short_lived=short_lived))
         return Verdict(exercise.id, "passed", str(evidence), seconds=watch.stop())
     except BadInputError as exc:
         return Verdict(exercise.id, "bad-input", exc.message, where=exc.where, seconds=watch.stop())
@@ -54,8 +57,8 @@ def run_check(exercise: Exercise, file: Path) -> Verdict:
         return Verdict(exercise.id, "bad-input", exc.message, where=exc.fix, seconds=watch.stop())
 
 
-def serve() -> None:
-    """Answer check requests until stdin closes."""
+def serve(*, short_lived: bool = False) -> None:
+    """Answer check requests until stdin closes; `short_lived`: the CLI will ask for one check only."""
     protocol = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     protocol.write(json.dumps({"ready": True}) + "\n")
@@ -64,7 +67,7 @@ def serve() -> None:
             continue
         request = json.loads(line)
         try:
-            verdict = run_check(find(request["id"]), Path(request["file"]))
+            verdict = run_check(find(request["id"]), Path(request["file"]), short_lived=short_lived)
         except Exception as exc:
             verdict = Verdict(
                 request.get("id", "?"),
@@ -94,5 +97,5 @@ def exit_without_teardown() -> None:
 
 
 if __name__ == "__main__":
-    serve()
+    serve(short_lived="--single-check" in sys.argv[1:])
     exit_without_teardown()
