@@ -228,6 +228,21 @@ def test_only_a_single_check_worker_is_told_it_is_short_lived(tmp_path: Path) ->
         assert ("--single-check" in seen.read_text()) is single_check
 
 
+def test_run_check_hands_short_lived_to_the_check_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    import expert.exercises.worker
+
+    made: list[bool] = []
+
+    def recording(*args: object, short_lived: bool) -> CheckContext:
+        made.append(short_lived)
+        return CheckContext(*args, short_lived=short_lived)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(expert.exercises.worker, "CheckContext", recording)
+    for short_lived in (True, False):
+        assert run_check(SNOWFLAKE_EXERCISE, SNOWFLAKE_EXERCISE.solution_path, short_lived=short_lived).passed
+    assert made == [True, False]
+
+
 def test_only_a_check_context_marked_short_lived_asks_for_a_short_lived_session(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -30,7 +30,7 @@ WORKER_START_S = 30
 
 
 class CheckWorker:
-    """A long-lived worker; `check()` restarts it if the previous check timed out or it died."""
+    """A worker process kept for its checks; `check()` restarts it if the previous check timed out or it died."""
 
     def __init__(self, *, time_limit_s: float | None = None, single_check: bool = False) -> None:
         self._process: subprocess.Popen[str] | None = None

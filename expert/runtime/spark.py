@@ -195,9 +195,9 @@ QUICK_JIT = "-XX:TieredStopAtLevel=1"
 """Compile with the JVM's quick compiler (C1) only: for a JVM that lives for one short task (one exercise
 check, `expert check ID`), the optimizing compiler's work never pays back and, on 2 cores, competes with the
 task. Measured on the nine Spark checks' solutions, one new `expert check` process each, the sum of their
-wall times went from 129.3 s to 109.7 s. Not for a JVM that stays: a warm worker's re-checks were 30-40 %
-slower with it (databricks/03.2: 6.86 s against 4.79 s), so watch mode, `check --all`, patterns, tests and
-benchmarks keep both compilers."""
+wall times went from 129.3 s to 109.7 s. Not for a JVM that stays: a warm worker's re-checks were 17-43 %
+slower with it (databricks/03.2: 6.86 s against 4.79 s), so everything but `expert check ID` (watch mode,
+`check --all`, patterns, tests, `expert up`'s server, the bench's other measurements) keeps both compilers."""
 
 
 def local_conf(cores: int | None = None, *, short_lived: bool = False) -> dict[str, str]:
@@ -237,7 +237,8 @@ def get_spark(
 
     `features` names optional connectors the caller needs (e.g. "kafka"); the first call decides
     the jar set for the process, so `expert run` asks for the union of what its patterns need.
-    `short_lived` (one exercise check in a new process) starts a local JVM with the quick compiler only (`QUICK_JIT`).
+    `short_lived` (one exercise check in a new process) starts a local JVM with the quick compiler only (`QUICK_JIT`);
+    like `features`, the first call decides, and it changes nothing for a remote or warm-server session.
     """
     global _started_features
     config = config or load_settings().spark
