@@ -293,11 +293,16 @@ def test_busy_connect_port_is_a_clear_error(busy_port: int) -> None:
 
 @pytest.mark.cluster
 @pytest.mark.usefixtures("own_daemons_dir")
-def test_daemon_not_ready_in_time_says_so_with_the_log_tail() -> None:
+def test_daemon_not_ready_in_time_says_so_with_the_log_tail(monkeypatch: pytest.MonkeyPatch) -> None:
+    import expert.runtime.cluster
     from expert.runtime.cluster import cluster_status, start_cluster
 
-    with pytest.raises(ExpertError, match=r"was not ready within 0 s\. Log tail:\n") as err:
-        start_cluster(port=free_port(), timeout=0.01)
+    with monkeypatch.context() as never_ready:
+        # A short timeout alone is a race: on a fast machine the master already serves when
+        # `spark-daemon.sh start` returns. Here its port never accepts, so the wait must time out.
+        never_ready.setattr(expert.runtime.cluster, "port_accepts", lambda port: False)
+        with pytest.raises(ExpertError, match=r"was not ready within 0 s\. Log tail:\n") as err:
+            start_cluster(port=free_port(), timeout=0.01)
     assert "--timeout" in err.value.fix
     assert not any(status.running for status in cluster_status()), "a failed start leaves nothing running"
 
