@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from expert.lakehouse.delta_log import Commit, live_files, table_commits
+from expert.lakehouse.delta_log import Commit, latest_version, live_files, table_commits
 
 
 def _commit(log: Path, version: int, *actions: dict) -> None:
@@ -40,5 +40,6 @@ def test_the_log_agrees_with_delta(spark, tmp_path: Path) -> None:  # type: igno
     spark.sql(f"DELETE FROM delta.`{table}` WHERE id >= 6")
     history = spark.sql(f"DESCRIBE HISTORY delta.`{table}`").orderBy("version").collect()
     assert [(c.version, c.operation) for c in table_commits(table)] == [(r["version"], r["operation"]) for r in history]
+    assert latest_version(table) == history[-1]["version"]
     files = {Path(f).name for f in spark.read.format("delta").load(str(table)).inputFiles()}
     assert {Path(f).name for f in live_files(table)} == files

@@ -180,14 +180,19 @@ def test_an_endless_loop_hits_the_time_limit_and_the_next_check_still_works(tmp_
         assert worker.check(exercise, exercise.solution_path).passed
 
 
+def solution_plus(tmp_path: Path, exercise: Exercise, code: str) -> Path:
+    """A learner file: the exercise's reference solution with `code` appended (run when the check imports it)."""
+    learner = tmp_path / exercise.path.name
+    learner.write_text(exercise.solution_path.read_text() + f"\n\n{code}\n")
+    return learner
+
+
 def test_the_worker_runs_exit_handlers_though_it_skips_teardown(tmp_path: Path) -> None:
     """A learner's (or a library's) exit handler still runs when the worker exits after its checks."""
     exercise = SNOWFLAKE_EXERCISE
     marker = tmp_path / "exit-handler-ran"
-    learner = tmp_path / exercise.path.name
-    learner.write_text(
-        exercise.solution_path.read_text()
-        + f"\n\nimport atexit, pathlib\natexit.register(pathlib.Path({str(marker)!r}).touch)\n"
+    learner = solution_plus(
+        tmp_path, exercise, f"import atexit, pathlib\natexit.register(pathlib.Path({str(marker)!r}).touch)"
     )
     with CheckWorker() as worker:
         assert worker.check(exercise, learner).passed
@@ -217,10 +222,8 @@ def test_only_a_single_check_worker_is_told_it_is_short_lived(tmp_path: Path) ->
     """`expert check ID` starts its worker for one check; watch mode's and `check --all`'s stays."""
     exercise = SNOWFLAKE_EXERCISE
     seen = tmp_path / "argv"
-    learner = tmp_path / exercise.path.name
-    learner.write_text(
-        exercise.solution_path.read_text()
-        + f"\n\nimport pathlib, sys\npathlib.Path({str(seen)!r}).write_text(repr(sys.argv))\n"
+    learner = solution_plus(
+        tmp_path, exercise, f"import pathlib, sys\npathlib.Path({str(seen)!r}).write_text(repr(sys.argv))"
     )
     for single_check in (True, False):
         with CheckWorker(single_check=single_check) as worker:

@@ -86,6 +86,11 @@ def table_commits(table: Path) -> list[Commit]:
     return commits
 
 
+def latest_version(table: Path) -> int:
+    """The newest version of the local Delta table at `table`: the highest commit file in its log (no Spark job)."""
+    return max(int(entry.stem) for entry in (table / "_delta_log").glob("[0-9]" * 20 + ".json"))
+
+
 def live_files(table: Path) -> set[str]:
     """The data files of the table's latest version: every file added and not removed since."""
     files: set[str] = set()

@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 from expert.exercises.context import CheckContext
 from expert.exercises.learner import LearnerCode
 from expert.exercises.verdict import expect
-from expert.lakehouse.delta_log import live_files, table_commits
+from expert.lakehouse.delta_log import latest_version, live_files
 from expert.lakehouse.delta_ops import delta_table
 from expert.runtime.data import EcommerceWorld
 
@@ -317,11 +317,6 @@ def _gold_rows(spark: SparkSession, gold: str) -> dict[date, tuple[int, float, i
     return {r["order_date"]: (int(r["orders"]), float(r["revenue"]), int(r["customers"])) for r in rows}
 
 
-def _version(location: str) -> int:
-    """The newest version of a local Delta table, from its log (no Spark job)."""
-    return table_commits(Path(location))[-1].version
-
-
 def _day(values: tuple[int, float, int] | None) -> str:
     return "no row" if values is None else f"{values[0]} orders, revenue {values[1]:.2f}, {values[2]} customers"
 
@@ -338,10 +333,10 @@ def check_incremental_gold(learner: LearnerCode, ctx: CheckContext) -> str:
     initial.where(untouched).coalesce(1).write.format("delta").save(gold)
     untouched_files = live_files(Path(gold))
     initial.where(~untouched).coalesce(1).write.format("delta").mode("append").save(gold)
-    gold_before = _version(gold)
+    gold_before = latest_version(Path(gold))
     _spark_orders(spark, data.changes).createOrReplaceTempView("order_changes")
     spark.sql(MERGE_CHANGES.format(silver=delta_table(silver), changes="order_changes"))
-    latest = _version(silver)
+    latest = latest_version(Path(silver))
 
     applied = refresh(spark, silver, gold, latest)
     expect(
@@ -359,7 +354,7 @@ def check_incremental_gold(learner: LearnerCode, ctx: CheckContext) -> str:
         f"({data.story.get(wrong[0], 'untouched by the changes') if wrong else ''}): gold has "
         f"{_day(have.get(wrong[0])) if wrong else ''}, silver says {_day(want.get(wrong[0])) if wrong else ''}",
     )
-    commits = _version(gold) - gold_before
+    commits = latest_version(Path(gold)) - gold_before
     expect(
         commits == 1,
         "the refresh is one commit: a reader sees gold before or after it, never half done",
@@ -374,9 +369,9 @@ def check_incremental_gold(learner: LearnerCode, ctx: CheckContext) -> str:
     )
     again = refresh(spark, silver, gold, latest + 1)
     expect(
-        again == latest and _version(gold) == gold_before + 1,
+        again == latest and latest_version(Path(gold)) == gold_before + 1,
         "a refresh with no new silver version reads nothing and commits nothing",
-        f"returned {again!r}; gold at version {_version(gold)} (was {gold_before + 1})",
+        f"returned {again!r}; gold at version {latest_version(Path(gold))} (was {gold_before + 1})",
     )
     return (
         f"one MERGE into silver ({len(data.changes)} changed orders) refreshed {len(data.story)} days of gold in one "

@@ -22,7 +22,7 @@ from schemachange.version import get_alphanum_key
 from expert.exercises.context import CheckContext
 from expert.exercises.learner import LearnerCode
 from expert.exercises.verdict import expect
-from expert.lakehouse.delta_log import table_commits
+from expert.lakehouse.delta_log import latest_version, table_commits
 from expert.runtime.data import EcommerceWorld
 
 if TYPE_CHECKING:
@@ -275,11 +275,6 @@ DEFECTS = (
 )
 
 
-def _version(live: str) -> int:
-    """The newest version of a local Delta table, from its log (no Spark job)."""
-    return table_commits(Path(live))[-1].version
-
-
 def _live_rows(spark: SparkSession, live: str) -> Counter[GoldRow]:
     return Counter(tuple(r) for r in spark.read.format("delta").load(live).collect())
 
@@ -297,10 +292,10 @@ def check_audit_gate(learner: LearnerCode, ctx: CheckContext) -> str:
     releases = [("1.0.0", good, GOLD_SALES_SCHEMA, None)]
     releases += [(f"1.{n}.0", d.damage(list(good), rng), d.schema, d) for n, d in enumerate(bad, start=1)]
     releases.append((f"1.{len(bad) + 1}.0", later, GOLD_SALES_SCHEMA, None))
-    before = _version(live)
+    before = latest_version(Path(live))
     for version, rows, schema, defect in releases:
         published = promote(spark, spark.createDataFrame(rows, schema), live)
-        after = _version(live)
+        after = latest_version(Path(live))
         if defect is None:
             expect(
                 published is True and after == before + 1,
@@ -375,9 +370,9 @@ def check_verify_rollback(learner: LearnerCode, ctx: CheckContext) -> str:
     factor = int(rng.integers(2, 4))
     wrong = [(r[0], r[1], r[2] * factor, r[3]) for r in good]
 
-    blue = _version(live)
+    blue = latest_version(Path(live))
     kept = publish_and_verify(spark, spark.createDataFrame(good, GOLD_SALES_SCHEMA), live, ledger.verify)
-    green = _version(live)
+    green = latest_version(Path(live))
     expect(
         green == blue + 1 and ledger.verified == [green],
         "the release is published in one commit and verified as the live table's new version",
