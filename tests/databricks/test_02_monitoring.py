@@ -34,6 +34,7 @@ from expert.lakehouse.monitoring import (
 )
 from expert.lakehouse.snowflake_metrics import SnowflakeMetrics
 from expert.runtime.pattern import load_module, select_patterns
+from expert.runtime.prometheus import seconds_to_duration
 
 
 def _pattern():  # type: ignore[no-untyped-def]
@@ -83,7 +84,9 @@ def test_prometheus_and_alertmanager_produced_the_alerts(outcome) -> None:  # ty
     assert int(outcome.report.value("Snowflake alerts fired")) >= 1
     observability = outcome.workdir / "observability"
     scaled = (observability / "alert_rules.scaled.yml").read_text()
-    assert "interval: 2s" in scaled and "for: 2s" in scaled, "the repository's rules, durations divided by SPEEDUP"
+    speedup = _pattern().SPEEDUP
+    assert f"interval: {seconds_to_duration(300 / speedup)}" in scaled, "the 5-minute group interval / SPEEDUP"
+    assert f"for: {seconds_to_duration(600 / speedup)}" in scaled, "the 10-minute `for` / SPEEDUP"
     assert (observability / "prometheus" / "prometheus.yml").is_file()
     assert "127.0.0.1:" in (observability / "alertmanager" / "alertmanager.yml").read_text()
 
