@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -257,6 +259,57 @@ def test_only_a_check_context_marked_short_lived_asks_for_a_short_lived_session(
     CheckContext("databricks/01.1").spark  # noqa: B018
     CheckContext("databricks/01.1", short_lived=True).spark  # noqa: B018
     assert asked == [False, True]
+
+
+def _writes_a_table(built: list[Path]) -> Callable[[Path], None]:
+    """A stand-in for a check's input builder: a data file and a log, and a record of each build."""
+
+    def build(directory: Path) -> None:
+        built.append(directory)
+        (directory / "_delta_log").mkdir(parents=True)
+        (directory / "_delta_log" / "00000000000000000000.json").write_text('{"commitInfo": {}}\n')
+        (directory / "part-0.parquet").write_bytes(b"rows")
+
+    return build
+
+
+def test_a_worker_builds_check_inputs_once_and_gives_each_check_a_fresh_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    from expert.exercises import context
+
+    monkeypatch.setattr(context, "_built_templates", set())
+    built: list[Path] = []
+    first = CheckContext("test/prepared.1").prepared("tables", _writes_a_table(built))
+    (first / "part-0.parquet").write_bytes(b"what the learner's code wrote")
+    second = CheckContext("test/prepared.1").prepared("tables", _writes_a_table(built))
+    assert len(built) == 1 and built[0] != second, "built once, in a template outside the workdir"
+    assert (second / "part-0.parquet").read_bytes() == b"rows", "each check starts from the inputs as built"
+    log = "_delta_log/00000000000000000000.json"
+    assert (second / log).stat().st_mtime == (built[0] / log).stat().st_mtime, "commit times are kept"
+
+
+def test_a_short_lived_check_builds_its_inputs_in_its_workdir(monkeypatch: pytest.MonkeyPatch) -> None:
+    from expert.exercises import context
+
+    monkeypatch.setattr(context, "_built_templates", set())
+    built: list[Path] = []
+    for _ in range(2):
+        ctx = CheckContext("test/prepared.2", short_lived=True)
+        assert ctx.prepared("tables", _writes_a_table(built)) == ctx.workdir / "tables"
+    assert built == [ctx.workdir / "tables"] * 2 and not context._built_templates
+
+
+def test_templates_of_exited_workers_are_removed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from expert.exercises import context
+
+    monkeypatch.setattr(context, "_built_templates", set())
+    exited = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
+    stale = context._template_root() / exited.stdout.strip() / "test_prepared_3" / "tables"
+    stale.mkdir(parents=True)
+    CheckContext("test/prepared.3").prepared("tables", _writes_a_table([]))
+    assert not stale.parent.parent.exists()
+    assert (context._template_root() / str(os.getpid()) / "test_prepared_3" / "tables").is_dir()
 
 
 def test_find_rejects_unknown_ids_with_the_known_ones() -> None:

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import re
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from expert.runtime.workdir import pattern_workdir
+from expert.runtime.workdir import pattern_workdir, work_root
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -23,6 +25,9 @@ if TYPE_CHECKING:
     from expert.runtime.snowflake import SnowflakeSession
 
 SEED_SALT = "lakehouse-expert-patterns/exercises"
+
+_built_templates: set[Path] = set()
+"""Template directories this process built (`CheckContext.prepared`): only these are copied."""
 
 
 def hidden_seed(exercise_id: str, variant: int = 0) -> int:
@@ -51,6 +56,32 @@ class CheckContext:
             self._workdir = pattern_workdir("exercises", re.sub(r"[^A-Za-z0-9]+", "_", self.exercise_id))
         return self._workdir
 
+    def prepared(self, name: str, build: Callable[[Path], None]) -> Path:
+        """`workdir/name`, holding what `build(directory)` writes: built once per worker, copied after that.
+
+        Why: watch mode re-checks the same exercise on every save, and some checks write their input
+        Delta tables before the learner's code runs (databricks/01.3: three commits and a MERGE). The
+        inputs depend only on the hidden seed, so a worker that stays builds them once in a template
+        directory and copies the files for each later check. A path-based Delta table is its
+        directory (its log names data files by relative path), so the copy is the same table at the
+        same versions, with the commit files' times kept (`copy2`). A template is used only by the
+        process that built it: a new worker, which may run changed code, builds its own. A
+        short-lived process (`expert check ID`) builds straight into the workdir.
+        """
+        target = self.workdir / name
+        if self.short_lived:
+            build(target)
+            return target
+        template = _template_root() / str(os.getpid()) / self.workdir.name / name
+        if template not in _built_templates:
+            _forget_dead_templates()
+            shutil.rmtree(template, ignore_errors=True)
+            template.parent.mkdir(parents=True, exist_ok=True)
+            build(template)
+            _built_templates.add(template)
+        shutil.copytree(template, target, copy_function=shutil.copy2)
+        return target
+
     @property
     def spark(self) -> SparkSession:
         from expert.runtime.spark import get_spark
@@ -67,3 +98,27 @@ class CheckContext:
             resolve_service(SNOWFLAKE, {}), db_path=self.workdir / "snowflake", database=database, schema=schema
         ) as session:
             yield session
+
+
+def _template_root() -> Path:
+    return work_root() / "exercises" / "_templates"
+
+
+def _forget_dead_templates() -> None:
+    """Remove the templates of workers that have exited (one directory per process id)."""
+    root = _template_root()
+    if not root.is_dir():
+        return
+    for entry in root.iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid() and not _alive(int(entry.name)):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 from expert.exercises.context import CheckContext
 from expert.exercises.learner import LearnerCode
 from expert.exercises.verdict import expect
-from expert.lakehouse.delta_log import latest_version, live_files
+from expert.lakehouse.delta_log import latest_version, live_files, table_commits
 from expert.lakehouse.delta_ops import delta_table
 from expert.runtime.data import EcommerceWorld
 
@@ -321,21 +321,31 @@ def _day(values: tuple[int, float, int] | None) -> str:
     return "no row" if values is None else f"{values[0]} orders, revenue {values[1]:.2f}, {values[2]} customers"
 
 
+def _silver_changed_after_gold(spark: SparkSession, data: OrderChanges, directory: Path) -> None:
+    """Silver (change feed on) and the gold built from it, then one MERGE into silver that gold has not seen.
+
+    Gold's first commit holds exactly the days no change touches, in one file: the check tells
+    from it whether the refresh rewrote days it did not need to.
+    """
+    silver, gold = str(directory / "silver_orders"), str(directory / "gold_daily_sales")
+    _spark_orders(spark, data.before).write.format("delta").option("delta.enableChangeDataFeed", "true").save(silver)
+    initial = spark.read.format("delta").load(silver).groupBy("order_date").agg(*[F.expr(m) for m in GOLD_MEASURES])
+    untouched = F.col("order_date").isin(data.untouched)
+    initial.where(untouched).coalesce(1).write.format("delta").save(gold)
+    initial.where(~untouched).coalesce(1).write.format("delta").mode("append").save(gold)
+    _spark_orders(spark, data.changes).createOrReplaceTempView("order_changes")
+    spark.sql(MERGE_CHANGES.format(silver=delta_table(silver), changes="order_changes"))
+
+
 def check_incremental_gold(learner: LearnerCode, ctx: CheckContext) -> str:
     """Silver gets one MERGE of updates, a re-dated order, a deleted day and a new day; gold must follow."""
     refresh = learner.function("refresh_daily_sales", ("spark", "silver", "gold", "start_version"))
     spark = ctx.spark
     data = order_changes(ctx.seed())
-    silver, gold = str(ctx.workdir / "silver_orders"), str(ctx.workdir / "gold_daily_sales")
-    _spark_orders(spark, data.before).write.format("delta").option("delta.enableChangeDataFeed", "true").save(silver)
-    initial = spark.read.format("delta").load(silver).groupBy("order_date").agg(*[F.expr(m) for m in GOLD_MEASURES])
-    untouched = F.col("order_date").isin(data.untouched)
-    initial.where(untouched).coalesce(1).write.format("delta").save(gold)
-    untouched_files = live_files(Path(gold))
-    initial.where(~untouched).coalesce(1).write.format("delta").mode("append").save(gold)
+    tables = ctx.prepared("tables", lambda directory: _silver_changed_after_gold(spark, data, directory))
+    silver, gold = str(tables / "silver_orders"), str(tables / "gold_daily_sales")
+    untouched_files = set(table_commits(Path(gold))[0].added)
     gold_before = latest_version(Path(gold))
-    _spark_orders(spark, data.changes).createOrReplaceTempView("order_changes")
-    spark.sql(MERGE_CHANGES.format(silver=delta_table(silver), changes="order_changes"))
     latest = latest_version(Path(silver))
 
     applied = refresh(spark, silver, gold, latest)
