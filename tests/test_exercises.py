@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -307,9 +308,23 @@ def test_templates_of_exited_workers_are_removed(monkeypatch: pytest.MonkeyPatch
     )
     stale = context._template_root() / exited.stdout.strip() / "test_prepared_3" / "tables"
     stale.mkdir(parents=True)
+    running = context._template_root() / str(os.getppid()) / "test_prepared_3" / "tables"
+    running.mkdir(parents=True)
     CheckContext("test/prepared.3").prepared("tables", _writes_a_table([]))
-    assert not stale.parent.parent.exists()
+    assert not stale.parent.parent.exists(), "the exited process's templates are gone"
+    assert running.is_dir(), "a running process's templates are kept"
     assert (context._template_root() / str(os.getpid()) / "test_prepared_3" / "tables").is_dir()
+
+
+def test_a_template_removed_under_a_running_worker_is_built_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    from expert.exercises import context
+
+    monkeypatch.setattr(context, "_built_templates", set())
+    built: list[Path] = []
+    CheckContext("test/prepared.4").prepared("tables", _writes_a_table(built))
+    shutil.rmtree(context._template_root())
+    again = CheckContext("test/prepared.4").prepared("tables", _writes_a_table(built))
+    assert len(built) == 2 and (again / "part-0.parquet").read_bytes() == b"rows"
 
 
 def test_find_rejects_unknown_ids_with_the_known_ones() -> None:

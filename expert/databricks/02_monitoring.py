@@ -114,9 +114,11 @@ EVAL_INTERVAL_S = 300
 SPEEDUP = 300
 """Prometheus runs the scenario this much faster than simulated time: one 5-minute evaluation every second.
 
-Why not faster: the replay shows the next exposition right after an evaluation and counts only an
-evaluation more than a scrape interval (0.25 s) plus 0.1 s later; a whole second between
-evaluations keeps that margin wide when the machine is busy, so no exposition is evaluated twice."""
+Why not faster: the replay shows the next exposition right after it sees an evaluation and counts only
+an evaluation more than a scrape interval (0.25 s) plus 0.1 s later. With one evaluation per second,
+seeing the evaluation and showing the next exposition must take under about 0.65 s; a longer stall
+would let Prometheus evaluate one exposition twice, which the `for` checks would then report as a
+failure. At 2 evaluations per second that allowance would be about 0.15 s."""
 SCRAPE_INTERVAL_S = 0.25
 STARTS_AT = datetime(2026, 1, 1, 8, 40)
 """Simulated time 0 in the generated usage history: the 09:00 report rush on BI_WH comes 20 minutes in.

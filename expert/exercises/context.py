@@ -64,7 +64,7 @@ class CheckContext:
         inputs depend only on the hidden seed, so a worker that stays builds them once in a template
         directory and copies the files for each later check. A path-based Delta table is its
         directory (its log names data files by relative path), so the copy is the same table at the
-        same versions, with the commit files' times kept (`copy2`). A template is used only by the
+        same versions, with the commit files' modification times kept. A template is used only by the
         process that built it: a new worker, which may run changed code, builds its own. A
         short-lived process (`expert check ID`) builds straight into the workdir.
         """
@@ -73,13 +73,13 @@ class CheckContext:
             build(target)
             return target
         template = _template_root() / str(os.getpid()) / self.workdir.name / name
-        if template not in _built_templates:
+        if template not in _built_templates or not template.is_dir():  # `.work` may be cleared under a worker
             _forget_dead_templates()
             shutil.rmtree(template, ignore_errors=True)
             template.parent.mkdir(parents=True, exist_ok=True)
             build(template)
             _built_templates.add(template)
-        shutil.copytree(template, target, copy_function=shutil.copy2)
+        shutil.copytree(template, target)  # copy2: modification times kept
         return target
 
     @property

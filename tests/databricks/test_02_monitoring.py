@@ -84,9 +84,10 @@ def test_prometheus_and_alertmanager_produced_the_alerts(outcome) -> None:  # ty
     assert int(outcome.report.value("Snowflake alerts fired")) >= 1
     observability = outcome.workdir / "observability"
     scaled = (observability / "alert_rules.scaled.yml").read_text()
-    speedup = _pattern().SPEEDUP
-    assert f"interval: {seconds_to_duration(300 / speedup)}" in scaled, "the 5-minute group interval / SPEEDUP"
-    assert f"for: {seconds_to_duration(600 / speedup)}" in scaled, "the 10-minute `for` / SPEEDUP"
+    pattern = _pattern()
+    one_evaluation = seconds_to_duration(pattern.EVAL_INTERVAL_S / pattern.SPEEDUP)
+    assert f"interval: {one_evaluation}" in scaled, "the rule group's interval, divided by SPEEDUP"
+    assert f"for: {one_evaluation}" in scaled, "`for: 5m` is one evaluation, as in the simulation"
     assert (observability / "prometheus" / "prometheus.yml").is_file()
     assert "127.0.0.1:" in (observability / "alertmanager" / "alertmanager.yml").read_text()
 
