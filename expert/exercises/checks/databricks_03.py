@@ -275,9 +275,14 @@ DEFECTS = (
 )
 
 
-def _first_release(spark: SparkSession, seed: int, directory: Path) -> None:
-    """The live table before the check's releases: five days of gold, one commit."""
-    spark.createDataFrame(daily_sales_rows(seed, 5), GOLD_SALES_SCHEMA).write.format("delta").save(str(directory))
+def _first_release(ctx: CheckContext) -> str:
+    """The live table before the check's releases: five days of gold, one commit (built once per worker)."""
+
+    def build(directory: Path) -> None:
+        rows = daily_sales_rows(ctx.seed(1), 5)
+        ctx.spark.createDataFrame(rows, GOLD_SALES_SCHEMA).write.format("delta").save(str(directory))
+
+    return str(ctx.prepared("gold_daily_sales", build))
 
 
 def _live_rows(spark: SparkSession, live: str) -> Counter[GoldRow]:
@@ -289,7 +294,7 @@ def check_audit_gate(learner: LearnerCode, ctx: CheckContext) -> str:
     promote = learner.function("promote", ("spark", "release", "live"))
     spark = ctx.spark
     rng = np.random.default_rng(ctx.seed())
-    live = str(ctx.prepared("gold_daily_sales", lambda directory: _first_release(spark, ctx.seed(1), directory)))
+    live = _first_release(ctx)
     good = daily_sales_rows(ctx.seed(), int(rng.integers(6, 10)))
     bad = [DEFECTS[i] for i in rng.permutation(len(DEFECTS))]
     later = daily_sales_rows(ctx.seed(2), int(rng.integers(6, 10)))
@@ -367,7 +372,7 @@ def check_verify_rollback(learner: LearnerCode, ctx: CheckContext) -> str:
     publish_and_verify = learner.function("publish_and_verify", ("spark", "release", "live", "verify"))
     spark = ctx.spark
     rng = np.random.default_rng(ctx.seed())
-    live = str(ctx.prepared("gold_daily_sales", lambda directory: _first_release(spark, ctx.seed(1), directory)))
+    live = _first_release(ctx)
     good = daily_sales_rows(ctx.seed(), int(rng.integers(6, 10)))
     ledger = Ledger(spark, live, sum(r[1] for r in good), sum((r[2] for r in good), Decimal(0)), [])
     factor = int(rng.integers(2, 4))
