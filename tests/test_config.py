@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -369,3 +370,17 @@ def test_a_connections_file_others_can_write_is_refused(fake_home: Path) -> None
 def test_no_platform_file_means_local(tmp_path: Path) -> None:
     settings = load_settings(environ={"HOME": str(tmp_path)}, env_file=Path("/nonexistent/.env"))
     assert not settings.snowflake.is_cloud and not settings.databricks.is_cloud
+
+
+def test_what_pyspark_sets_in_the_environment_is_not_warned_about(
+    spark, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    """pyspark puts SPARK_AUTH_SOCKET_TIMEOUT and SPARK_BUFFER_SIZE in os.environ when its context starts:
+    a pattern loading its settings after Spark started must not call them unknown."""
+    from expert.runtime import config
+
+    monkeypatch.setattr(config, "_warned", set())
+    spark_keys = sorted(k for k in os.environ if k.startswith("SPARK_"))
+    assert "SPARK_AUTH_SOCKET_TIMEOUT" in spark_keys, spark_keys
+    config.warn_about_environment({k: os.environ[k] for k in spark_keys})
+    assert capsys.readouterr().err == ""

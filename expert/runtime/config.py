@@ -177,6 +177,9 @@ TOOL_KEYS = frozenset(
         "SPARK_PUBLIC_DNS",
         "SPARK_CONNECT_MODE_ENABLED",
         "SPARK_LOCAL_REMOTE",
+        # Set by pyspark itself in the process environment once a SparkContext starts.
+        "SPARK_AUTH_SOCKET_TIMEOUT",
+        "SPARK_BUFFER_SIZE",
         # Kafka's scripts.
         "KAFKA_HOME",
         "KAFKA_HEAP_OPTS",
