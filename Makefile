@@ -36,6 +36,7 @@ test-lanes: setup
 
 setup: $(STAMP)
 	@PYTHON=$(PYTHON) bash scripts/install-dbt.sh
+	@$(BIN)/python -m expert.runtime.class_archive
 
 $(STAMP):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: Python 3.11+ is required, found " + sys.version.split()[0] + " (choose another with: make PYTHON=python3.12 ...)")'

@@ -457,6 +457,8 @@ def cmd_doctor(*, quick: bool = False) -> int:
         if java_ok:
             probe("spark + delta", _check_spark)
         probe("local snowflake engine", _check_local_snowflake)
+    if java_ok:
+        probe("jvm class archive", _check_class_archive, warn_only=True)
     for tool, purpose in (
         ("chromium", "dashboard rendering test (integration/01)"),
         ("promtool", "alert rule checks (databricks/02)"),
@@ -477,6 +479,18 @@ def cmd_doctor(*, quick: bool = False) -> int:
     failed = [p for p in probes if p.status == "FAIL"]
     console.print("[green]all required checks passed[/]" if not failed else f"[red]{len(failed)} check(s) failed[/]")
     return 1 if failed else 0
+
+
+def _check_class_archive() -> str:
+    from expert.runtime import class_archive
+
+    path = class_archive.archive_path()
+    if path is None or not path.is_file():
+        raise ExpertError(
+            "no class archive for this pyspark and Java: each local Spark start loads its classes from the jars",
+            "`make setup` builds it (~30 s, once); local Spark then starts ~2 s sooner",
+        )
+    return f"{path} ({path.stat().st_size / 1e6:.0f} MB): local Spark JVMs map Spark's classes from it"
 
 
 def _check_python() -> str:

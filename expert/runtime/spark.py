@@ -88,11 +88,18 @@ class JavaRuntime:
     major: int
 
 
+def java_executable() -> str | None:
+    """The `java` spark-submit will run: JAVA_HOME's first, else the one on PATH; None if there is none."""
+    java_home = os.environ.get("JAVA_HOME")
+    executable = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
+    return executable if executable and Path(executable).exists() else None
+
+
 def java_runtime() -> JavaRuntime:
     """Find the Java that Spark will use (JAVA_HOME first, like spark-submit) and check it."""
     java_home = os.environ.get("JAVA_HOME")
-    executable = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
-    if not executable or not Path(executable).exists():
+    executable = java_executable()
+    if executable is None:
         raise ExpertError(
             "Java was not found" + (f" at JAVA_HOME={java_home}" if java_home else " on PATH"),
             "install a JDK 17 or 21 (Debian/Ubuntu: sudo apt-get install openjdk-17-jdk-headless) "
@@ -115,7 +122,8 @@ def java_runtime() -> JavaRuntime:
     return JavaRuntime(executable, version, major)
 
 
-def _cache_dir() -> Path:
+def cache_dir() -> Path:
+    """`.cache/` in the repository (or EXPERT_CACHE_DIR): what later runs reuse (jar lists, the JVM class archive)."""
     path = Path(os.environ.get("EXPERT_CACHE_DIR") or PROJECT_ROOT / ".cache")
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -123,7 +131,7 @@ def _cache_dir() -> Path:
 
 def _jar_list_file(packages: str) -> Path:
     digest = hashlib.sha256(packages.encode()).hexdigest()[:16]
-    return _cache_dir() / "spark-jars" / f"{digest}.txt"
+    return cache_dir() / "spark-jars" / f"{digest}.txt"
 
 
 def cached_jars(packages: str) -> list[str] | None:
@@ -200,10 +208,20 @@ slower with it (databricks/03.2: 6.86 s against 4.79 s), so everything but `expe
 `check --all`, patterns, tests, `expert up`'s server, the bench's other measurements) keeps both compilers."""
 
 
-def local_conf(cores: int | None = None, *, short_lived: bool = False) -> dict[str, str]:
-    """The local tuning: small, loopback-only, UTC, Delta SQL extension and catalog."""
+def local_conf(
+    cores: int | None = None, *, short_lived: bool = False, archive_classes_to: Path | None = None
+) -> dict[str, str]:
+    """The local tuning: small, loopback-only, UTC, Delta SQL extension and catalog, Spark's classes
+    mapped from the class archive when `make setup` built one (`expert.runtime.class_archive`)."""
+    from expert.runtime import class_archive
+
     cores = cores or os.cpu_count() or 2
-    java_options = "-Duser.timezone=UTC -XX:+UseParallelGC" + (f" {QUICK_JIT}" if short_lived else "")
+    archive = class_archive.training_options(archive_classes_to) if archive_classes_to else class_archive.java_options()
+    java_options = " ".join(
+        option
+        for option in ("-Duser.timezone=UTC -XX:+UseParallelGC", QUICK_JIT if short_lived else "", archive)
+        if option
+    )
     partitions = str(max(2, min(cores, 8)))
     warehouse = shared_dir("spark-warehouse")
     return {
@@ -232,6 +250,7 @@ def get_spark(
     config: ServiceConfig | None = None,
     app_name: str = "lakehouse-expert-patterns",
     short_lived: bool = False,
+    archive_classes_to: Path | None = None,
 ) -> SparkSession:
     """Return the process's Spark session, starting it on first call.
 
@@ -239,6 +258,8 @@ def get_spark(
     the jar set for the process, so `expert run` asks for the union of what its patterns need.
     `short_lived` (one exercise check in a new process) starts a local JVM with the quick compiler only (`QUICK_JIT`);
     like `features`, the first call decides, and it changes nothing for a remote or warm-server session.
+    `archive_classes_to` (the class archive's training run only) starts a local JVM, never a warm-server
+    session, that writes the classes it loaded to that file when it exits.
     """
     global _started_features
     config = config or load_settings().spark
@@ -255,7 +276,8 @@ def get_spark(
     if _warm_session is not None and not _warm_session.is_stopped:
         return _warm_session
     active = SparkSession.getActiveSession()
-    if active is None and not config.is_cloud and not storage.root and (warm := warm_server_url()):
+    local_only = archive_classes_to is not None
+    if active is None and not config.is_cloud and not storage.root and not local_only and (warm := warm_server_url()):
         _warm_session = _remote_session(warm, app_name)
         return _warm_session
     if active is not None and _started_features is not None:
@@ -273,7 +295,10 @@ def get_spark(
 
     master = config.get("SPARK_MASTER") if config.is_cloud else None
     builder = SparkSession.builder.master(master or local_master(wanted)).appName(app_name)
-    for key, value in {**local_conf(short_lived=short_lived), **storage.spark_conf()}.items():
+    for key, value in {
+        **local_conf(short_lived=short_lived, archive_classes_to=archive_classes_to),
+        **storage.spark_conf(),
+    }.items():
         builder = builder.config(key, value)
     builder = configure_spark_with_delta_pip(builder, extra_packages=feature_packages(wanted))
     packages = builder._options.get("spark.jars.packages", "")
