@@ -167,7 +167,11 @@ def _spread(values: Sequence[float]) -> dict[str, float]:
 def measure_startup(repeat: int) -> dict[str, Any]:
     spark = [_child(SPARK_START) for _ in range(repeat)]
     snowflake = [_child(SNOWFLAKE_START)["seconds"] for _ in range(repeat)]
+    from expert.runtime import class_archive
+
+    archive = class_archive.archive_path()
     return {
+        "class_archive": archive is not None and archive.is_file(),
         "spark_cold": _spread([r["cold"] for r in spark]),
         "spark_warm": _spread([r["warm"] for r in spark]),
         "snowflake_local": _spread(snowflake),
@@ -380,8 +384,16 @@ def render(results: dict[str, Any]) -> str:
         "| what | median s | min–max s | n | how |",
         "| --- | ---: | ---: | ---: | --- |",
     ]
+    archive = (
+        "Spark's classes mapped from the JVM class archive `make setup` built"
+        if startup.get("class_archive")
+        else "no JVM class archive (`make setup` builds one)"
+    )
     for key, how in (
-        ("spark_cold", "new Python process → `get_spark()` → `range(1).count()`; Delta jars cached (no Ivy)"),
+        (
+            "spark_cold",
+            f"new Python process → `get_spark()` → `range(1).count()`; Delta jars cached (no Ivy); {archive}",
+        ),
         ("spark_warm", "`get_spark()` again in the same process → first result: what session reuse costs"),
         ("snowflake_local", "new process → fakesnow session on a fresh DuckDB file → `SELECT 1` (imports included)"),
     ):

@@ -160,3 +160,10 @@ def test_exercise_streaming_and_curriculum_goals_are_judged_from_the_measurement
     assert "each offered rate for a 20 s warm-up (sent, not measured" in text
     assert "then 10 s measured (to the producer's last paced send)" in text
     assert "| each Spark pattern ≤ 40 s inside `run all` | 1 of 1 within; over: none |" in text
+
+
+def test_the_start_up_table_says_whether_spark_mapped_the_class_archive() -> None:
+    results = _results()
+    assert "no JVM class archive (`make setup` builds one)" in render(results)
+    results["startup"]["class_archive"] = True
+    assert "Spark's classes mapped from the JVM class archive `make setup` built" in render(results)
