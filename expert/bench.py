@@ -171,7 +171,7 @@ def measure_startup(repeat: int) -> dict[str, Any]:
 
     archive = class_archive.archive_path()
     return {
-        "class_archive": archive is not None and archive.is_file(),
+        "class_archive": class_archive.usable(archive),
         "spark_cold": _spread([r["cold"] for r in spark]),
         "spark_warm": _spread([r["warm"] for r in spark]),
         "snowflake_local": _spread(snowflake),

@@ -485,10 +485,11 @@ def _check_class_archive() -> str:
     from expert.runtime import class_archive
 
     path = class_archive.archive_path()
-    if path is None or not path.is_file():
+    if path is None or not class_archive.usable(path):
         raise ExpertError(
-            "no class archive for this pyspark and Java: each local Spark start loads its classes from the jars",
-            "`make setup` builds it (~30 s, once); local Spark then starts ~2 s sooner",
+            "no usable class archive for this pyspark and Java: each local Spark start loads its classes from the jars",
+            f"`make setup` builds it (~30 s, once; {class_archive.RETRY} after a failure); local Spark then starts "
+            "~2 s sooner",
         )
     return f"{path} ({path.stat().st_size / 1e6:.0f} MB): local Spark JVMs map Spark's classes from it"
 

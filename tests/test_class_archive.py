@@ -1,5 +1,5 @@
-"""The JVM class archive: only a complete archive a JVM can start with is ever put in place, and
-local Spark sessions map it when it is there (expert/runtime/class_archive.py)."""
+"""The JVM class archive: only a whole archive a JVM starts with is ever put in place, a damaged one is
+never mapped, and local Spark sessions map it when it is there (expert/runtime/class_archive.py)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(scope="module")
 def small_archive(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    """A real dynamic archive, of the classes `java -version` loads (a second, not Spark's thirty)."""
+    """A real dynamic archive, of the classes `java -version` loads (a second to build, not Spark's thirty)."""
     target = tmp_path_factory.mktemp("jsa") / "small.jsa"
     java = java_executable()
     assert java is not None
@@ -31,16 +31,30 @@ def small_archive(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 
 
 def _train_writing(monkeypatch: pytest.MonkeyPatch, content: bytes) -> None:
-    monkeypatch.setattr(class_archive, "_train", lambda target: target.write_bytes(content))
+    def train(target: Path) -> str:
+        target.write_bytes(content)
+        return ""  # the class path of `java -version`
+
+    monkeypatch.setattr(class_archive, "_train", train)
 
 
-def test_a_complete_archive_is_put_in_place_and_every_local_session_maps_it(
+def _maps_archive() -> bool:
+    return "SharedArchiveFile" in local_conf()["spark.driver.extraJavaOptions"]
+
+
+def _crash_logs() -> set[Path]:
+    return set(Path.cwd().glob("hs_err_pid*.log"))
+
+
+def test_a_whole_archive_is_put_in_place_and_every_local_session_maps_it(
     cache: Path, small_archive: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert "SharedArchiveFile" not in local_conf()["spark.driver.extraJavaOptions"]
+    assert not _maps_archive()
     stale = class_archive.archive_dir() / "spark-0.0.0-oldjava.jsa"
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"an archive of another Java")
+    leftover = class_archive.archive_dir() / ".build-killed"
+    leftover.mkdir()
     _train_writing(monkeypatch, small_archive)
 
     assert class_archive.build().startswith("built the JVM class archive")
@@ -49,27 +63,52 @@ def test_a_complete_archive_is_put_in_place_and_every_local_session_maps_it(
     assert path is not None and path.read_bytes() == small_archive
     assert f"-XX:SharedArchiveFile={path}" in local_conf()["spark.driver.extraJavaOptions"]
     assert f"-XX:SharedArchiveFile={path}" in local_conf(short_lived=True)["spark.driver.extraJavaOptions"]
-    assert not stale.exists(), "another installation's archive is removed once this one is built"
-    assert sorted(p.name for p in path.parent.iterdir()) == [".build.lock", path.name], "no temporary file is left"
+    assert sorted(p.name for p in path.parent.iterdir()) == [".build.lock", path.name, f"{path.stem}.size"], (
+        "another installation's archive and a killed build's directory are removed"
+    )
     assert "in place" in class_archive.build()
 
 
-def test_a_truncated_archive_crashes_a_jvm_so_it_is_discarded_not_put_in_place(
+def test_a_truncated_archive_is_discarded_not_put_in_place_and_not_tried_again_unasked(
     cache: Path, small_archive: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    crash_logs = _crash_logs()
     _train_writing(monkeypatch, small_archive[: len(small_archive) // 3])
 
     with pytest.raises(ExpertError, match="did not start with the new class archive"):
         class_archive.build()
 
-    assert sorted(p.name for p in class_archive.archive_dir().iterdir()) == [".build.lock"]
-    assert "SharedArchiveFile" not in local_conf()["spark.driver.extraJavaOptions"]
+    path = class_archive.archive_path()
+    assert path is not None
+    assert sorted(p.name for p in path.parent.iterdir()) == [".build.lock", f"{path.stem}.failed"]
+    assert not _maps_archive()
+    assert _crash_logs() == crash_logs, "the JVM's crash report stays in the build's temporary directory"
+    _train_writing(monkeypatch, small_archive)
+    assert class_archive.build().startswith("skipped: the JVM class archive could not be built before")
+    assert class_archive.build(retry=True).startswith("built")
+    assert _maps_archive()
+    assert not (path.parent / f"{path.stem}.failed").exists()
+
+
+def test_an_archive_whose_size_changed_since_its_build_is_not_mapped_and_is_built_again(
+    cache: Path, small_archive: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _train_writing(monkeypatch, small_archive)
+    class_archive.build()
+    path = class_archive.archive_path()
+    assert path is not None and _maps_archive()
+    path.chmod(0o644)
+    path.write_bytes(small_archive[:1000])  # a partial copy of the repository
+
+    assert not _maps_archive()
+    assert class_archive.build().startswith("built")
+    assert _maps_archive()
 
 
 def test_a_failed_build_is_a_warning_and_exit_0_so_setup_goes_on(
     cache: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    def no_archive(target: Path) -> None:
+    def no_archive(target: Path) -> str:
         raise ExpertError("the training run did not write a class archive: Spark did not start", "see doctor")
 
     monkeypatch.setattr(class_archive, "_train", no_archive)
@@ -79,17 +118,23 @@ def test_a_failed_build_is_a_warning_and_exit_0_so_setup_goes_on(
     captured = capsys.readouterr()
     assert "first time only" in captured.out
     assert captured.err.startswith("warning: the training run did not write a class archive: Spark did not start")
-    assert "Spark starts without a class archive" in captured.err
+    assert "see doctor" in captured.err and "--retry" in captured.err
+    assert class_archive.main([]) == 0
+    assert "skipped" in capsys.readouterr().out
 
 
-def test_the_test_sessions_spark_maps_the_archive_make_setup_built(spark) -> None:  # type: ignore[no-untyped-def]
+def test_the_test_sessions_jvm_has_the_archive_make_setup_built_mapped(spark) -> None:  # type: ignore[no-untyped-def]
     """`make test` runs `make setup` first, which builds the archive with a real training run: a build that
     fails there only warns, so this is where CI notices (a local run without one skips)."""
+    from pyspark import SparkContext
+
     path = class_archive.archive_path()
-    if path is None or not path.is_file():
-        message = "no JVM class archive: `make setup` builds it"
+    if not class_archive.usable(path):
+        message = "no usable JVM class archive: `make setup` builds it"
         if os.environ.get("EXPERT_REQUIRE_TOOLS") == "1":
             pytest.fail(message + "; in CI its training run must have worked")
         pytest.skip(message)
-    options = spark.sparkContext.getConf().get("spark.driver.extraJavaOptions")
-    assert f"-XX:SharedArchiveFile={path}" in options
+    maps = Path(f"/proc/{SparkContext._gateway.proc.pid}/maps")  # type: ignore[union-attr]
+    if not maps.is_file():
+        pytest.skip("no /proc: cannot see what the JVM mapped")
+    assert str(path) in maps.read_text(), "the JVM started without mapping the archive"

@@ -372,9 +372,9 @@ def test_no_platform_file_means_local(tmp_path: Path) -> None:
     assert not settings.snowflake.is_cloud and not settings.databricks.is_cloud
 
 
-def test_what_pyspark_sets_in_the_environment_is_not_warned_about(
+def test_what_pyspark_sets_in_the_environment_is_not_warned_about(  # type: ignore[no-untyped-def]
     spark, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     """pyspark puts SPARK_AUTH_SOCKET_TIMEOUT and SPARK_BUFFER_SIZE in os.environ when its context starts:
     a pattern loading its settings after Spark started must not call them unknown."""
     from expert.runtime import config
