@@ -21,7 +21,7 @@ from typing import IO
 
 from expert.exercises.catalog import Exercise
 from expert.exercises.verdict import Verdict
-from expert.runtime.config import SERVICES
+from expert.runtime.config import local_child_environment
 from expert.runtime.timing import Stopwatch
 from expert.runtime.workdir import work_root
 
@@ -48,9 +48,7 @@ class CheckWorker:
 
     def _start(self) -> subprocess.Popen[str]:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if k not in {key for spec in SERVICES for key in spec.keys}}
-        env["EXPERT_ENV_FILE"] = os.devnull
-        env["PYTHONUNBUFFERED"] = "1"
+        env = {**local_child_environment(os.environ), "PYTHONUNBUFFERED": "1"}
         with self.log_path.open("a") as log:
             return subprocess.Popen(
                 [sys.executable, "-m", "expert.exercises.worker", *(["--single-check"] if self.single_check else [])],

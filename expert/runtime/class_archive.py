@@ -35,6 +35,7 @@ from pathlib import Path
 
 from expert.runtime.errors import ExpertError
 from expert.runtime.timing import Stopwatch
+from expert.runtime.workdir import cache_dir
 
 QUIET = "-Xlog:cds=off -Xlog:cds+dynamic=off"
 """A JVM that cannot use the archive (another class path) says so on every start: not a learner's concern."""
@@ -44,8 +45,6 @@ RETRY = "`.venv/bin/python -m expert.runtime.class_archive --retry` tries again"
 
 
 def archive_dir() -> Path:
-    from expert.runtime.spark import cache_dir
-
     return cache_dir() / "jvm"
 
 
@@ -152,17 +151,15 @@ def _build_lock(directory: Path) -> Iterator[bool]:
 
 def _train(target: Path) -> str:
     """Run a small Delta workload in a child process whose JVM writes the archive as it exits; its class path."""
-    from expert.runtime.config import SERVICES
+    from expert.runtime.config import local_child_environment
 
-    env = {k: v for k, v in os.environ.items() if k not in {key for spec in SERVICES for key in spec.keys}}
-    env["EXPERT_ENV_FILE"] = os.devnull  # local engines, local storage: .env plays no part in the archive
     child = subprocess.Popen(
         [sys.executable, "-m", "expert.runtime.class_archive", "--train", str(target)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         errors="replace",
-        env=env,
+        env=local_child_environment(os.environ),
         start_new_session=True,
     )
     try:

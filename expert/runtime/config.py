@@ -480,6 +480,13 @@ def _silent_in_environment(upper: str) -> bool:
     return False
 
 
+def local_child_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment for a child process that runs on the local engines whatever the learner configured:
+    no service settings from the environment, and no `.env` (an exercise check, the class archive's training)."""
+    service_keys = {key for spec in SERVICES for key in spec.keys}
+    return {**{k: v for k, v in environ.items() if k not in service_keys}, "EXPERT_ENV_FILE": os.devnull}
+
+
 _warned: set[str] = set()
 
 

@@ -38,7 +38,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from expert import PROJECT_ROOT
 from expert.runtime.config import ServiceConfig, load_settings
 from expert.runtime.daemon import (
     LOOPBACK,
@@ -53,7 +52,7 @@ from expert.runtime.daemon import (
 )
 from expert.runtime.errors import ExpertError
 from expert.runtime.quoting import jaas_quoted
-from expert.runtime.workdir import shared_dir
+from expert.runtime.workdir import cache_dir, shared_dir
 
 KAFKA_VERSION = "4.4.0"
 # The broker and, so its log4j2 logging reaches the log file, the SLF4J 1.x binding of the
@@ -111,7 +110,7 @@ def broker_log_path() -> Path:
 
 
 def _cache_dir() -> Path:
-    path = Path(os.environ.get("EXPERT_CACHE_DIR") or PROJECT_ROOT / ".cache") / "kafka-jars"
+    path = cache_dir() / "kafka-jars"
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -26,11 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from expert import PROJECT_ROOT
 from expert.runtime.config import ServiceConfig, load_settings
 from expert.runtime.errors import ExpertError
 from expert.runtime.redact import redact_url, scrub
-from expert.runtime.workdir import shared_dir
+from expert.runtime.workdir import cache_dir, shared_dir
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -120,13 +119,6 @@ def java_runtime() -> JavaRuntime:
             "install a JDK 17 or 21 and point JAVA_HOME at it",
         )
     return JavaRuntime(executable, version, major)
-
-
-def cache_dir() -> Path:
-    """`.cache/` in the repository (or EXPERT_CACHE_DIR): what later runs reuse (jar lists, the JVM class archive)."""
-    path = Path(os.environ.get("EXPERT_CACHE_DIR") or PROJECT_ROOT / ".cache")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def _jar_list_file(packages: str) -> Path:

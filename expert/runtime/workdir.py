@@ -28,6 +28,13 @@ def work_root() -> Path:
     return Path(os.environ.get(WORK_ROOT_ENV) or PROJECT_ROOT / ".work").resolve()
 
 
+def cache_dir() -> Path:
+    """`.cache/` in the repository (or EXPERT_CACHE_DIR): what later runs reuse (jar lists, the JVM class archive)."""
+    path = Path(os.environ.get("EXPERT_CACHE_DIR") or PROJECT_ROOT / ".cache")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def shared_dir(name: str) -> Path:
     """A directory shared across runs (engine logs, the Spark warehouse, a broker's data)."""
     path = work_root() / "_shared" / name
