@@ -6,7 +6,15 @@ import pytest
 
 from expert.runtime.config import SPARK, resolve_service
 from expert.runtime.errors import ExpertError
-from expert.runtime.spark import QUICK_JIT, cached_jars, feature_packages, get_spark, java_runtime, local_conf
+from expert.runtime.spark import (
+    INTERPRETED,
+    QUICK_JIT,
+    cached_jars,
+    feature_packages,
+    get_spark,
+    java_runtime,
+    local_conf,
+)
 
 
 def test_local_session_is_tuned_and_loopback_only(spark) -> None:  # type: ignore[no-untyped-def]
@@ -22,6 +30,15 @@ def test_only_a_short_lived_session_uses_the_quick_compiler(spark) -> None:  # t
     assert QUICK_JIT in local_conf(short_lived=True)["spark.driver.extraJavaOptions"].split()
     assert QUICK_JIT not in local_conf()["spark.driver.extraJavaOptions"].split()
     assert QUICK_JIT not in spark.conf.get("spark.driver.extraJavaOptions").split()
+
+
+def test_a_local_session_generates_no_code_per_query(spark) -> None:  # type: ignore[no-untyped-def]
+    """Interpreted evaluation (`INTERPRETED`): no whole-stage code in the plan, and the same answer."""
+    assert all(spark.conf.get(key) == value for key, value in INTERPRETED.items())
+    df = spark.range(1_000).selectExpr("id * 2 AS doubled").where("doubled % 3 = 0")
+    plan = df._jdf.queryExecution().executedPlan().toString()
+    assert "WholeStageCodegen" not in plan and "*(" not in plan, plan
+    assert df.count() == len([n for n in range(1_000) if n * 2 % 3 == 0])
 
 
 def test_get_spark_reuses_the_running_session(spark) -> None:  # type: ignore[no-untyped-def]

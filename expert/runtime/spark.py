@@ -200,11 +200,25 @@ slower with it (databricks/03.2: 6.86 s against 4.79 s), so everything but `expe
 `check --all`, patterns, tests, `expert up`'s server, the bench's other measurements) keeps both compilers."""
 
 
+INTERPRETED = {"spark.sql.codegen.factoryMode": "NO_CODEGEN"}
+"""Evaluate expressions and operators interpreted, generating no Java code per query (Spark then also
+skips whole-stage code generation). Why, on a laptop: the patterns run hundreds of small queries (MERGEs,
+Delta log replays, micro-batches of a few hundred rows), and every new query's generated classes are
+compiled by Janino and then by the JVM's JIT before they pay back. Measured on 2 cores: in a standalone
+databricks/01 run the JVM spent 54 of its 107 CPU seconds in its JIT compiler threads (C2 44, C1 11), and
+the run took 58.5-59.1 s with this setting against 71.3-71.8 s without (three runs each, alternating);
+`spark.sql.codegen.wholeStage=false` alone changed nothing (71.8-72.1 s against 72.4 s). Spark documents
+the key as internal (its own test suites run every expression both ways), so it is set only where data is
+small by construction: local sessions and the local servers `expert up` and the lanes start, never on a
+cluster named by SPARK_MASTER."""
+
+
 def local_conf(
     cores: int | None = None, *, short_lived: bool = False, archive_classes_to: Path | None = None
 ) -> dict[str, str]:
-    """The local tuning: small, loopback-only, UTC, Delta SQL extension and catalog, Spark's classes
-    mapped from the class archive when `make setup` built one (`expert.runtime.class_archive`)."""
+    """The local tuning: small, loopback-only, UTC, Delta SQL extension and catalog, interpreted
+    expressions (`INTERPRETED`), Spark's classes mapped from the class archive when `make setup` built
+    one (`expert.runtime.class_archive`)."""
     from expert.runtime import class_archive
 
     cores = cores or os.cpu_count() or 2
@@ -233,6 +247,7 @@ def local_conf(
         "spark.databricks.delta.snapshotPartitions": partitions,
         "spark.sql.streaming.forceDeleteTempCheckpointLocation": "true",
         "spark.log.level": "WARN",
+        **INTERPRETED,
     }
 
 
@@ -287,10 +302,10 @@ def get_spark(
 
     master = config.get("SPARK_MASTER") if config.is_cloud else None
     builder = SparkSession.builder.master(master or local_master(wanted)).appName(app_name)
-    for key, value in {
-        **local_conf(short_lived=short_lived, archive_classes_to=archive_classes_to),
-        **storage.spark_conf(),
-    }.items():
+    conf = {**local_conf(short_lived=short_lived, archive_classes_to=archive_classes_to), **storage.spark_conf()}
+    if master:  # a cluster the learner named: data of any size, so Spark's code generation stays on
+        conf = {key: value for key, value in conf.items() if key not in INTERPRETED}
+    for key, value in conf.items():
         builder = builder.config(key, value)
     builder = configure_spark_with_delta_pip(builder, extra_packages=feature_packages(wanted))
     packages = builder._options.get("spark.jars.packages", "")
