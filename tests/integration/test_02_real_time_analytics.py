@@ -330,7 +330,7 @@ def test_the_operational_lane_is_measured_beside_the_analytical_one(outcome) -> 
     assert 0 < live[0] <= live[1] <= live[2]
     steady = float(report.value("produce→Delta silver p50 (steady, trigger 0 s)"))
     assert live[0] < steady, "Real-time Mode answers before a micro-batch commits"
-    plan = events.plan_events(rta.DEFAULT_ROWS, 42)
+    plan = events.plan_events(outcome.arg("--rows", rta.DEFAULT_ROWS), 42)
     duplicates = int(report.value("duplicates on the live topic (at least once)"))
     assert duplicates >= plan.count("redelivery"), "a redelivered event goes out as often as it was sent"
 
@@ -338,7 +338,7 @@ def test_the_operational_lane_is_measured_beside_the_analytical_one(outcome) -> 
 def test_silver_and_snowflake_match_the_generator(outcome, spark) -> None:  # type: ignore[no-untyped-def]
     from expert.runtime.snowflake import snowflake_session
 
-    plan = events.plan_events(rta.DEFAULT_ROWS, 42)
+    plan = events.plan_events(outcome.arg("--rows", rta.DEFAULT_ROWS), 42)
     expected = spark.createDataFrame(plan.expected_silver[["event_id"]])
     silver = spark.read.format("delta").load(str(outcome.workdir / "delta" / "silver"))
     assertDataFrameEqual(silver.select("event_id"), expected)
