@@ -205,8 +205,8 @@ INTERPRETED = {"spark.sql.codegen.factoryMode": "NO_CODEGEN"}
 skips whole-stage code generation). Why, on a laptop: the patterns run hundreds of small queries (MERGEs,
 Delta log replays, micro-batches of a few hundred rows), and every new query's generated classes are
 compiled by Janino and then by the JVM's JIT before they pay back. Measured on 2 cores: in a standalone
-databricks/01 run the JVM spent 54 of its 107 CPU seconds in its JIT compiler threads (C2 44, C1 11), and
-the run took 58.5-59.1 s with this setting against 71.3-71.8 s without (three runs each, alternating);
+databricks/01 run the JVM spent 54.4 of its 107 CPU seconds in its JIT compiler threads (C2 43.7, C1 10.7),
+and the run took 58.5-59.1 s with this setting against 71.3-71.8 s without (three runs against two, alternating);
 `spark.sql.codegen.wholeStage=false` alone changed nothing (71.8-72.1 s against 72.4 s). Spark documents
 the key as internal (its own test suites run every expression both ways), so it is set only where data is
 small by construction: local sessions and the local servers `expert up` and the lanes start, never on a
