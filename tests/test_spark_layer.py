@@ -35,6 +35,7 @@ def test_only_a_short_lived_session_uses_the_quick_compiler(spark) -> None:  # t
 def test_a_local_session_generates_no_code_per_query(spark) -> None:  # type: ignore[no-untyped-def]
     """Interpreted evaluation (`INTERPRETED`): no whole-stage code in the plan, and the same answer."""
     assert all(spark.conf.get(key) == value for key, value in INTERPRETED.items())
+    assert not INTERPRETED.keys() & local_conf(interpreted=False).keys(), "a named cluster keeps code generation"
     df = spark.range(1_000).selectExpr("id * 2 AS doubled").where("doubled % 3 = 0")
     plan = df._jdf.queryExecution().executedPlan().toString()
     assert "WholeStageCodegen" not in plan and "*(" not in plan, plan

@@ -216,11 +216,15 @@ after `spark.conf.set("spark.sql.codegen.factoryMode", "FALLBACK")` (README, Tro
 
 
 def local_conf(
-    cores: int | None = None, *, short_lived: bool = False, archive_classes_to: Path | None = None
+    cores: int | None = None,
+    *,
+    short_lived: bool = False,
+    archive_classes_to: Path | None = None,
+    interpreted: bool = True,
 ) -> dict[str, str]:
     """The local tuning: small, loopback-only, UTC, Delta SQL extension and catalog, interpreted
-    expressions (`INTERPRETED`), Spark's classes mapped from the class archive when `make setup` built
-    one (`expert.runtime.class_archive`)."""
+    expressions (`INTERPRETED`, unless `interpreted` is False: a cluster the learner named), Spark's
+    classes mapped from the class archive when `make setup` built one (`expert.runtime.class_archive`)."""
     from expert.runtime import class_archive
 
     cores = cores or os.cpu_count() or 2
@@ -249,7 +253,7 @@ def local_conf(
         "spark.databricks.delta.snapshotPartitions": partitions,
         "spark.sql.streaming.forceDeleteTempCheckpointLocation": "true",
         "spark.log.level": "WARN",
-        **INTERPRETED,
+        **(INTERPRETED if interpreted else {}),
     }
 
 
@@ -304,10 +308,11 @@ def get_spark(
 
     master = config.get("SPARK_MASTER") if config.is_cloud else None
     builder = SparkSession.builder.master(master or local_master(wanted)).appName(app_name)
-    conf = {**local_conf(short_lived=short_lived, archive_classes_to=archive_classes_to), **storage.spark_conf()}
-    if master:  # a cluster the learner named: data of any size, so Spark's code generation stays on
-        conf = {key: value for key, value in conf.items() if key not in INTERPRETED}
-    for key, value in conf.items():
+    for key, value in {
+        # A cluster the learner named holds data of any size: Spark's code generation stays on there.
+        **local_conf(short_lived=short_lived, archive_classes_to=archive_classes_to, interpreted=not master),
+        **storage.spark_conf(),
+    }.items():
         builder = builder.config(key, value)
     builder = configure_spark_with_delta_pip(builder, extra_packages=feature_packages(wanted))
     packages = builder._options.get("spark.jars.packages", "")
