@@ -336,9 +336,9 @@ class SilverSink:
         return batch.withColumn("batch_id", F.lit(batch_id).cast("bigint")).persist()
 
     def collect(self, batch: DataFrame) -> pd.DataFrame:
+        """Upper-case columns for Snowflake; PRICE as Decimal, the two timestamps as epoch ms."""
         from pyspark.sql import functions as F
 
-        """Upper-case columns for Snowflake; PRICE as Decimal, the two timestamps as epoch ms."""
         columns = ("event_id", "session_id", "customer_id", "product_id", "event_type", "channel", "price")
         times = F.unix_millis("event_ts").alias("EVENT_TS_MS"), F.unix_millis("produced_at").alias("PRODUCED_AT_MS")
         return batch.select(*(F.col(c).alias(c.upper()) for c in columns), *times).toPandas()
