@@ -29,7 +29,7 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/deptry .
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadgroup
 
 test-lanes: setup
 	$(BIN)/pytest -m "cluster or connect or s3a" tests/test_scale_out.py

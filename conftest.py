@@ -3,10 +3,11 @@
 - Every test runs local-only: the learner's `.env` and any service keys in the environment are
   hidden, except for tests marked `cloud`, which skip with a clear reason when the service they
   name has no credentials.
-- The work root is a fresh directory per test session (removed at the end), so tests never touch a
-  pattern's `.work/` state and two sessions never clear each other's.
-- `spark` is session-scoped (a cold start costs 10-20 s on 2 cores); `workdir` and
-  `snowflake_local` are per test.
+- The work root is a fresh directory per test session (removed at the end), with one inside it per
+  parallel worker, so tests never touch a pattern's `.work/` state and two sessions or workers never
+  clear each other's.
+- `spark` is session-scoped, so one per worker process (a cold start costs 10-20 s on 2 cores);
+  `workdir` and `snowflake_local` are per test.
 - `pattern_run(pattern_id)` runs a pattern's `main()` once per session and caches the outcome, so
   the smoke test and a pattern's own tests share one run.
 """
@@ -31,13 +32,25 @@ SERVICE_KEYS = sorted({key for spec in SERVICES for key in spec.keys})
 _OWN_ROOT = pytest.StashKey[Path]()
 
 
+SESSION_ROOT = "EXPERT_PYTEST_SESSION_ROOT"
+"""The work root a test session made; its parallel workers (`make test` runs two) each make theirs inside it."""
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """Give this test session its own work root, so concurrent sessions never clear each other's state."""
-    if not os.environ.get("EXPERT_WORK_ROOT"):
+    """Give this test session its own work root, and each parallel worker its own inside it, so
+    concurrent sessions and workers never clear each other's state (or share a broker or a server)."""
+    worker, session_root = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get(SESSION_ROOT)
+    if worker and session_root and os.environ.get("EXPERT_WORK_ROOT") == session_root:
+        root = Path(session_root) / worker
+        root.mkdir(exist_ok=True)
+        if os.environ.get("EXPERT_PROGRESS_FILE") == str(Path(session_root) / "progress.json"):
+            os.environ["EXPERT_PROGRESS_FILE"] = str(root / "progress.json")
+        os.environ["EXPERT_WORK_ROOT"] = str(root)
+    elif not os.environ.get("EXPERT_WORK_ROOT"):
         parent = Path(config.rootpath) / ".work" / "_pytest"
         parent.mkdir(parents=True, exist_ok=True)
         root = Path(tempfile.mkdtemp(prefix="session-", dir=parent))
-        os.environ["EXPERT_WORK_ROOT"] = str(root)
+        os.environ["EXPERT_WORK_ROOT"] = os.environ[SESSION_ROOT] = str(root)
         os.environ.setdefault("EXPERT_PROGRESS_FILE", str(root / "progress.json"))
         config.stash[_OWN_ROOT] = root
 
@@ -48,8 +61,23 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(root, ignore_errors=True)
 
 
+PATTERN_RUNS_GROUP, OTHER_TESTS_GROUP = "pattern-runs", "other-tests"
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip `cloud` tests whose service has no credentials (read from `.env` and the environment)."""
+    """Put each test in one of two groups, and skip `cloud` tests whose service has no credentials
+    (read from `.env` and the environment).
+
+    The groups are for `make test`'s two workers (`pytest -n 2 --dist loadgroup`): every test that
+    uses `pattern_run` runs in one worker, so each pattern still runs once per session and its
+    tests share that run; every other test runs in the other worker, beside it. A pattern run keeps
+    both cores busy, but the rest of the suite waits on subprocesses, brokers and timeouts much of
+    the time: the two overlap. Without `-n` the groups change nothing.
+    """
+    for item in items:
+        uses_a_pattern_run = "pattern_run" in getattr(item, "fixturenames", ())
+        item.add_marker(pytest.mark.xdist_group(PATTERN_RUNS_GROUP if uses_a_pattern_run else OTHER_TESTS_GROUP))
     settings = None
     for item in items:
         marker = item.get_closest_marker("cloud")
