@@ -393,7 +393,7 @@ def test_dashboard_snapshot_is_self_contained(outcome) -> None:  # type: ignore[
 
 
 def test_silver_is_created_with_its_checkpoint_interval_and_no_commit_paid_for_a_checkpoint(outcome, spark) -> None:  # type: ignore[no-untyped-def]
-    """At Delta's default interval of 10, every tenth silver commit also wrote a checkpoint and took 2-3x as long."""
+    """At Delta's default interval of 10, every tenth silver commit also wrote a checkpoint and took 2-3.5x as long."""
     silver = outcome.workdir / "delta" / "silver"
     properties = {r["key"]: r["value"] for r in spark.sql(f"SHOW TBLPROPERTIES delta.`{silver}`").collect()}
     assert properties["delta.checkpointInterval"] == str(rta.SILVER_CHECKPOINT_INTERVAL)
