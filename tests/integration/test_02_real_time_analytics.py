@@ -392,10 +392,11 @@ def test_dashboard_snapshot_is_self_contained(outcome) -> None:  # type: ignore[
     assert "Revenue per minute" in html and "Funnel" in html
 
 
-def test_silver_is_created_with_its_checkpoint_interval_and_no_commit_paid_for_a_checkpoint(outcome, spark) -> None:  # type: ignore[no-untyped-def]
-    """At Delta's default interval of 10, every tenth silver commit also wrote a checkpoint and took 2-3.5x as long."""
+def test_silver_is_created_with_its_checkpoint_interval(outcome, spark) -> None:  # type: ignore[no-untyped-def]
+    """At Delta's default interval of 10, every tenth silver commit also wrote a checkpoint and took 2-3.5x as long.
+
+    Only the table property is checked: a default run makes fewer silver commits than either interval.
+    """
     silver = outcome.workdir / "delta" / "silver"
     properties = {r["key"]: r["value"] for r in spark.sql(f"SHOW TBLPROPERTIES delta.`{silver}`").collect()}
     assert properties["delta.checkpointInterval"] == str(rta.SILVER_CHECKPOINT_INTERVAL)
-    assert len(list((silver / "_delta_log").glob("*.json"))) < rta.SILVER_CHECKPOINT_INTERVAL
-    assert not list((silver / "_delta_log").glob("*.checkpoint.parquet"))
